@@ -1,0 +1,357 @@
+//! The connection to the chain for one signing key: an HTTP provider, the key's single nonce
+//! manager, bounded retries when the node is unreachable, and transaction sending that turns
+//! reverts into readable errors.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::json_abi::JsonAbi;
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, B256, Bytes};
+use alloy::providers::fillers::NonceManager;
+use alloy::providers::{DynProvider, Network, Provider, ProviderBuilder};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::{RpcError, TransportError, TransportResult};
+use tokio::sync::Mutex;
+
+use crate::config::{ChainConfig, RetryConfig};
+
+/// How long a sent transaction may take to be mined before it counts as stuck.
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What went wrong talking to the chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("chain.rpcUrl {0:?} is not a valid URL")]
+    InvalidUrl(String),
+    #[error("RPC {url} unreachable after {attempts} attempt(s): {last_error}")]
+    Unreachable {
+        url: String,
+        attempts: u32,
+        last_error: String,
+    },
+    #[error("wrong chain: config expects chain id {expected}, RPC {url} reports chain id {actual}")]
+    WrongChainId {
+        expected: u64,
+        actual: u64,
+        url: String,
+    },
+    #[error("{what} reverted: {reason}")]
+    Reverted { what: String, reason: String },
+    #[error("{what}: transaction {tx} not mined within {secs}s")]
+    NotMined { what: String, tx: B256, secs: u64 },
+    #[error("{what}: RPC error: {source}")]
+    Rpc {
+        what: String,
+        source: TransportError,
+    },
+}
+
+/// The single nonce manager of one key: hands out consecutive nonces to concurrent senders,
+/// and resynchronises from the node's pending count after a failed submission so a hole in
+/// the sequence can never leave later transactions stuck.
+#[derive(Debug, Clone, Default)]
+pub struct SignerNonces {
+    next: Arc<Mutex<Option<u64>>>,
+}
+
+impl SignerNonces {
+    /// Forget the local count; the next transaction asks the node.
+    pub async fn resync(&self) {
+        *self.next.lock().await = None;
+    }
+}
+
+#[async_trait::async_trait]
+impl NonceManager for SignerNonces {
+    async fn get_next_nonce<P, N>(&self, provider: &P, address: Address) -> TransportResult<u64>
+    where
+        P: Provider<N>,
+        N: Network,
+    {
+        let mut next = self.next.lock().await;
+        let nonce = match *next {
+            Some(n) => n,
+            None => provider.get_transaction_count(address).pending().await?,
+        };
+        *next = Some(nonce + 1);
+        Ok(nonce)
+    }
+}
+
+/// A connected, chain-id-checked provider signing with one key. Clones share the provider and
+/// the key's nonce manager: make one `Chain` per key per process and clone it.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    provider: DynProvider,
+    signer: Address,
+    chain_id: u64,
+    nonces: SignerNonces,
+    retry: RetryConfig,
+    url: String,
+}
+
+impl Chain {
+    /// Connects to `config.rpc_url` (retrying with backoff while unreachable) and checks that
+    /// the node's chain id is `config.chain_id`.
+    pub async fn connect(config: &ChainConfig, key: PrivateKeySigner) -> Result<Self, ChainError> {
+        let url: alloy::transports::http::reqwest::Url = config
+            .rpc_url
+            .parse()
+            .map_err(|_| ChainError::InvalidUrl(config.rpc_url.clone()))?;
+        let signer = key.address();
+        let nonces = SignerNonces::default();
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_nonce_management(nonces.clone())
+            .with_chain_id(config.chain_id)
+            .wallet(key)
+            .connect_http(url)
+            .erased();
+        let chain = Self {
+            provider,
+            signer,
+            chain_id: config.chain_id,
+            nonces,
+            retry: config.retry,
+            url: config.rpc_url.clone(),
+        };
+        let actual = chain
+            .with_retry("eth_chainId", || chain.provider.get_chain_id())
+            .await?;
+        if actual != config.chain_id {
+            return Err(ChainError::WrongChainId {
+                expected: config.chain_id,
+                actual,
+                url: config.rpc_url.clone(),
+            });
+        }
+        Ok(chain)
+    }
+
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The signing key's address (also the admin of the pair).
+    pub fn signer(&self) -> Address {
+        self.signer
+    }
+
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    pub fn retry_config(&self) -> RetryConfig {
+        self.retry
+    }
+
+    /// Runs `call` until it succeeds, fails with a non-transport error, or the retry budget
+    /// is spent (then [`ChainError::Unreachable`]).
+    pub async fn with_retry<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, ChainError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = TransportResult<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(RpcError::Transport(e)) if attempt < self.retry.max_attempts => {
+                    let wait = self.retry.backoff(attempt);
+                    tracing::warn!(%what, attempt, error = %e, wait_ms = wait.as_millis() as u64, "RPC unreachable, retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(RpcError::Transport(e)) => {
+                    return Err(ChainError::Unreachable {
+                        url: self.url.clone(),
+                        attempts: attempt,
+                        last_error: e.to_string(),
+                    });
+                }
+                Err(source) => {
+                    return Err(ChainError::Rpc {
+                        what: what.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runtime code at `address` (empty when nothing is deployed there).
+    pub async fn code_at(&self, address: Address) -> Result<Bytes, ChainError> {
+        self.with_retry("eth_getCode", || {
+            self.provider.get_code_at(address).into_future()
+        })
+        .await
+    }
+
+    /// A read-only call; reverts are decoded with `abis`' custom errors.
+    pub async fn call(
+        &self,
+        what: &str,
+        tx: TransactionRequest,
+        abis: &[&JsonAbi],
+    ) -> Result<Bytes, ChainError> {
+        match self.provider.call(tx).await {
+            Ok(out) => Ok(out),
+            Err(e) => Err(self.classify(what, e, abis)),
+        }
+    }
+
+    /// Signs, sends and waits for one transaction from the key. The gas is estimated before a
+    /// nonce is taken, so a reverting call never consumes a nonce; a failed submission
+    /// resynchronises the nonce manager, and a nonce taken meanwhile by another process using
+    /// the same key (a replica) is retried with a fresh one. Returns the receipt of a
+    /// successful transaction.
+    pub async fn send(
+        &self,
+        what: &str,
+        tx: TransactionRequest,
+        abis: &[&JsonAbi],
+    ) -> Result<TransactionReceipt, ChainError> {
+        const NONCE_ATTEMPTS: u32 = 5;
+        let mut attempt = 1;
+        let hash = loop {
+            let mut tx = tx.clone();
+            tx.set_from(self.signer);
+            if tx.gas.is_none() {
+                let gas = self
+                    .provider
+                    .estimate_gas(tx.clone())
+                    .await
+                    .map_err(|e| self.classify(what, e, abis))?;
+                // Headroom: estimation runs against the latest state, the transaction may not.
+                tx.set_gas_limit(gas + gas / 5);
+            }
+            match self.provider.send_transaction(tx).await {
+                Ok(pending) => break *pending.tx_hash(),
+                Err(e) => {
+                    self.nonces.resync().await;
+                    if is_nonce_conflict(&e) && attempt < NONCE_ATTEMPTS {
+                        tracing::debug!(%what, attempt, error = %e, "nonce conflict, resending");
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(self.classify(what, e, abis));
+                }
+            }
+        };
+        let receipt = self.wait_receipt(what, hash).await?;
+        if !receipt.status() {
+            return Err(ChainError::Reverted {
+                what: what.to_owned(),
+                reason: format!("transaction {hash} failed on chain"),
+            });
+        }
+        Ok(receipt)
+    }
+
+    /// Polls for the receipt (polling, not block subscriptions: a transaction mined before a
+    /// watcher registers must not be missed).
+    async fn wait_receipt(&self, what: &str, hash: B256) -> Result<TransactionReceipt, ChainError> {
+        let deadline = tokio::time::Instant::now() + RECEIPT_TIMEOUT;
+        let mut wait = Duration::from_millis(20);
+        loop {
+            let receipt = self
+                .with_retry("eth_getTransactionReceipt", || {
+                    self.provider.get_transaction_receipt(hash)
+                })
+                .await?;
+            if let Some(r) = receipt {
+                return Ok(r);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ChainError::NotMined {
+                    what: what.to_owned(),
+                    tx: hash,
+                    secs: RECEIPT_TIMEOUT.as_secs(),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    fn classify(&self, what: &str, e: TransportError, abis: &[&JsonAbi]) -> ChainError {
+        if let Some(payload) = e.as_error_resp() {
+            if let Some(data) = payload.as_revert_data() {
+                return ChainError::Reverted {
+                    what: what.to_owned(),
+                    reason: decode_revert(&data, abis),
+                };
+            }
+            if payload.message.contains("revert") {
+                return ChainError::Reverted {
+                    what: what.to_owned(),
+                    reason: payload.message.to_string(),
+                };
+            }
+        }
+        if let RpcError::Transport(t) = &e {
+            return ChainError::Unreachable {
+                url: self.url.clone(),
+                attempts: 1,
+                last_error: t.to_string(),
+            };
+        }
+        ChainError::Rpc {
+            what: what.to_owned(),
+            source: e,
+        }
+    }
+}
+
+/// The node refused the nonce: someone else (another replica with the same key) used it.
+fn is_nonce_conflict(e: &TransportError) -> bool {
+    e.as_error_resp().is_some_and(|p| {
+        let m = p.message.to_ascii_lowercase();
+        m.contains("nonce too low")
+            || m.contains("already known")
+            || m.contains("replacement transaction underpriced")
+    })
+}
+
+/// Names a revert by the custom errors of `abis` (`NotWriter(0x…)`), or `Error(string)`.
+pub fn decode_revert(data: &[u8], abis: &[&JsonAbi]) -> String {
+    use alloy::dyn_abi::{DynSolValue, JsonAbiExt};
+    if data.len() >= 4 {
+        let selector = &data[..4];
+        for abi in abis {
+            for error in abi.errors() {
+                if error.selector().as_slice() == selector {
+                    let args = error
+                        .abi_decode_input(&data[4..])
+                        .map(|vals| vals.iter().map(format_value).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default();
+                    return format!("{}({args})", error.name);
+                }
+            }
+        }
+        // Error(string)
+        if selector == [0x08, 0xc3, 0x79, 0xa0]
+            && let Ok(DynSolValue::String(s)) =
+                alloy::dyn_abi::DynSolType::String.abi_decode(&data[4..])
+        {
+            return format!("Error({s:?})");
+        }
+    }
+    format!("revert data 0x{}", alloy::hex::encode(data))
+}
+
+fn format_value(v: &alloy::dyn_abi::DynSolValue) -> String {
+    use alloy::dyn_abi::DynSolValue;
+    match v {
+        DynSolValue::Address(a) => a.to_string(),
+        DynSolValue::Uint(u, _) => u.to_string(),
+        DynSolValue::Int(i, _) => i.to_string(),
+        DynSolValue::Bool(b) => b.to_string(),
+        DynSolValue::String(s) => format!("{s:?}"),
+        other => format!("{other:?}"),
+    }
+}

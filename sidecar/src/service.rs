@@ -1,0 +1,354 @@
+//! `serve` mode: deploy-if-absent (retrying transient failures with backoff), then the HTTP
+//! API: `/healthz`, `/readyz`, `GET /contract` and the CloudEvents feed `GET /events`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use crate::chain::{Chain, ChainError};
+use crate::config::SidecarConfig;
+use crate::deploy::{DeployError, DeployOutcome, Pair};
+use crate::events::EventDecoder;
+use crate::factory::FactoryError;
+use crate::key::{KeyError, load_signer};
+
+/// How often `/events` asks the node for new blocks.
+const EVENT_POLL: Duration = Duration::from_millis(500);
+/// Most blocks asked for in one `eth_getLogs`.
+const LOG_RANGE: u64 = 1_000;
+
+/// Why `serve` or `deploy` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+/// What `deploy` prints.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployReport {
+    pub chain_id: u64,
+    pub admin: Address,
+    pub version: u64,
+    #[serde(flatten)]
+    pub addresses: crate::PairAddresses,
+    pub outcome: DeployOutcome,
+}
+
+/// One-shot deploy-if-absent (the `deploy` subcommand).
+pub async fn deploy_once(config: &SidecarConfig) -> Result<DeployReport, ServeError> {
+    let key = load_signer(&config.signer.key_file)?;
+    let pair = Pair::from_config(config, key.address())?;
+    let chain = Chain::connect(&config.chain, key).await?;
+    let outcome = pair.ensure(&chain).await?;
+    Ok(DeployReport {
+        chain_id: chain.chain_id(),
+        admin: chain.signer(),
+        version: pair.version,
+        addresses: pair.plan.addresses,
+        outcome,
+    })
+}
+
+/// Whether retrying can help (the node or the network), as opposed to a wrong config.
+fn is_transient(e: &ServeError) -> bool {
+    let chain = match e {
+        ServeError::Chain(c)
+        | ServeError::Deploy(DeployError::Chain(c))
+        | ServeError::Deploy(DeployError::Factory(FactoryError::Chain(c))) => c,
+        _ => return false,
+    };
+    matches!(
+        chain,
+        ChainError::Unreachable { .. }
+            | ChainError::Rpc { .. }
+            | ChainError::NotMined { .. }
+            | ChainError::Reverted { .. }
+    )
+}
+
+struct Service {
+    config: SidecarConfig,
+    pair: Pair,
+    chain: OnceLock<Chain>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Runs `serve` until `shutdown` resolves (SIGTERM in the binary).
+pub async fn serve(
+    config: SidecarConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let key = load_signer(&config.signer.key_file)?;
+    let pair = Pair::from_config(&config, key.address())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(ServeError::Http)?;
+    tracing::info!(listen = %local, database = %pair.plan.addresses.database, logic = %pair.plan.addresses.logic, "serving");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let service = Arc::new(Service {
+        config,
+        pair,
+        chain: OnceLock::new(),
+        shutdown: stop_rx.clone(),
+    });
+    let app = router(service.clone());
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let mut deploy_stop = stop_rx.clone();
+    tokio::select! {
+        r = deploy_with_backoff(&service, key) => r?,
+        _ = deploy_stop.wait_for(|s| *s) => {}
+    }
+    server
+        .await
+        .map_err(|e| ServeError::Http(std::io::Error::other(e)))?
+        .map_err(ServeError::Http)?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn deploy_with_backoff(
+    service: &Service,
+    key: alloy::signers::local::PrivateKeySigner,
+) -> Result<(), ServeError> {
+    let retry = service.config.chain.retry;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let result: Result<(), ServeError> = async {
+            let chain = match service.chain.get() {
+                Some(c) => c.clone(),
+                None => Chain::connect(&service.config.chain, key.clone()).await?,
+            };
+            let outcome = service.pair.ensure(&chain).await?;
+            tracing::info!(?outcome, "pair in place");
+            let _ = service.chain.set(chain);
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if is_transient(&e) => {
+                // serve never gives up on a transient failure; the pod stays unready meanwhile.
+                let wait = retry.backoff(attempt.min(30));
+                tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "deploy failed, retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/contract", get(contract))
+        .route("/events", get(events))
+        .with_state(service)
+}
+
+fn unavailable(reason: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "ready": false, "reason": reason })),
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<Arc<Service>>) -> Response {
+    let Some(chain) = s.chain.get() else {
+        return unavailable("the pair is not deployed yet");
+    };
+    match s.pair.state(chain).await {
+        Ok(state) if state.is_ready(&s.pair.plan) => {
+            (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
+        }
+        Ok(state) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({ "ready": false, "reason": "the pair is not as expected", "state": state }),
+            ),
+        )
+            .into_response(),
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+async fn contract(State(s): State<Arc<Service>>) -> Response {
+    let Some(chain) = s.chain.get() else {
+        return unavailable("the pair is not deployed yet");
+    };
+    match s.pair.state(chain).await {
+        Ok(state) => Json(json!({
+            "chainId": chain.chain_id(),
+            "namespace": s.config.contract.namespace,
+            "name": s.config.contract.name,
+            "contract": s.pair.logic_artifact.contract_name,
+            "version": s.pair.version,
+            "addresses": s.pair.plan.addresses,
+            "registry": s.pair.registry,
+            "writer": state.writer,
+            "writerVersion": state.writer_version,
+            "readOnly": state.read_only,
+            "retired": state.retired,
+            "admin": state.logic_admin,
+            "databaseAdmin": state.database_admin,
+            "codeMatches": state.code_matches,
+        }))
+        .into_response(),
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    from_block: Option<u64>,
+}
+
+/// Newline-delimited JSON, one CloudEvent per line, following new blocks until the client
+/// goes away or the sidecar stops.
+async fn events(State(s): State<Arc<Service>>, Query(q): Query<EventsQuery>) -> Response {
+    let Some(chain) = s.chain.get().cloned() else {
+        return unavailable("the pair is not deployed yet");
+    };
+    let a = s.pair.plan.addresses;
+    let decoder = EventDecoder::new(
+        chain.chain_id(),
+        [
+            (
+                a.logic,
+                s.pair.logic_artifact.contract_name.as_str(),
+                &s.pair.logic_artifact.abi,
+            ),
+            (
+                a.database,
+                "ContractDatabase",
+                &s.pair.database_artifact.abi,
+            ),
+        ],
+        &s.config.interop.events,
+    );
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let shutdown = s.shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = pump_events(chain, decoder, q.from_block, tx, shutdown).await {
+            tracing::warn!(error = %e, "event feed stopped");
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .expect("static headers are valid")
+}
+
+async fn pump_events(
+    chain: Chain,
+    decoder: EventDecoder,
+    from_block: Option<u64>,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ChainError> {
+    let p = chain.provider();
+    let head = chain
+        .with_retry("eth_blockNumber", || p.get_block_number().into_future())
+        .await?;
+    let mut next = from_block.unwrap_or(head + 1);
+    let addresses = decoder.addresses();
+    let mut times: std::collections::HashMap<u64, u64> = Default::default();
+    loop {
+        if *shutdown.borrow() || tx.is_closed() {
+            return Ok(());
+        }
+        let head = chain
+            .with_retry("eth_blockNumber", || p.get_block_number().into_future())
+            .await?;
+        if head >= next {
+            let to = head.min(next + LOG_RANGE - 1);
+            let filter = Filter::new()
+                .address(addresses.clone())
+                .from_block(next)
+                .to_block(to);
+            let logs = chain
+                .with_retry("eth_getLogs", || p.get_logs(&filter))
+                .await?;
+            for mut log in logs {
+                if log.block_timestamp.is_none()
+                    && let Some(n) = log.block_number
+                {
+                    if !times.contains_key(&n)
+                        && let Ok(Some(b)) = p.get_block_by_number(n.into()).await
+                    {
+                        times.insert(n, b.header.timestamp);
+                    }
+                    log.block_timestamp = times.get(&n).copied();
+                }
+                if let Some(event) = decoder.decode(&log) {
+                    let mut line = serde_json::to_vec(&event).expect("CloudEvents serialise");
+                    line.push(b'\n');
+                    if tx.send(Ok(Bytes::from(line))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            times.retain(|n, _| *n >= to);
+            next = to + 1;
+            if next <= head {
+                continue;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVENT_POLL) => {}
+            _ = shutdown.changed() => return Ok(()),
+            _ = tx.closed() => return Ok(()),
+        }
+    }
+}

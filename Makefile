@@ -1,0 +1,94 @@
+# kontrakt — the two commands a new user runs:
+#   make demo   local control plane + CRDs + sample resources, ending in `kubectl get`
+#   make test   every test: generated files fresh, fmt, clippy, unit, contracts, e2e
+#
+# Everything installs itself: npm packages (anvil, solc) from package-lock.json,
+# the control plane built from e2e/controlplane (Go), cached outside the repo.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+REPO        := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+STATE       := $(REPO)/.kontrakt
+KONTRAKT_CACHE ?= $(HOME)/.cache/kontrakt
+export KONTRAKT_CACHE
+export CARGO_TARGET_DIR ?= $(KONTRAKT_CACHE)/target-dev
+export KUBECONFIG := $(STATE)/kubeconfig
+export PATH := $(STATE)/bin:$(REPO)/node_modules/.bin:$(PATH)
+CARGO       ?= cargo
+
+.PHONY: help
+help:
+	@echo "make demo   - local control plane + CRDs + samples, then kubectl get scs,dstream,ap"
+	@echo "make test   - all tests (generated files, fmt, clippy, unit, contracts, e2e)"
+	@echo "make cluster-up / cluster-down - the local control plane alone"
+
+## Tools ---------------------------------------------------------------------
+
+node_modules/.package-lock.json: package-lock.json package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: npm controlplane tools
+npm: node_modules/.package-lock.json
+controlplane:
+	e2e/controlplane/build.sh >/dev/null
+tools: npm controlplane
+
+## Generated files (committed, checked fresh) --------------------------------
+
+.PHONY: crds contracts check-generated
+crds:
+	$(CARGO) run -q -p kontrakt-operator --bin crdgen -- crds
+contracts: npm
+	node sidecar/contracts/build.mjs
+check-generated: npm
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(CARGO) run -q -p kontrakt-operator --bin crdgen -- $$tmp; \
+	if ! diff -ru crds $$tmp; then echo "crds/ is stale: run 'make crds' and commit" >&2; exit 1; fi; \
+	echo "crds/ is up to date"
+	node sidecar/contracts/build.mjs --check
+
+## Lint ----------------------------------------------------------------------
+
+.PHONY: lint
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Local control plane -------------------------------------------------------
+
+.PHONY: cluster-up cluster-down
+cluster-up: controlplane
+	e2e/cluster-up.sh >/dev/null
+cluster-down:
+	e2e/cluster-down.sh
+
+## Tests ---------------------------------------------------------------------
+
+.PHONY: unit gas e2e test
+unit: npm
+	$(CARGO) test --workspace --exclude kontrakt-e2e
+
+# The gas table (pair vs monolithic) on a real anvil. Gas does not depend on
+# the build profile, so the targets are enforced here too (`--bench`).
+gas: npm
+	$(CARGO) test -p kontrakt-sidecar --bench gas -- --bench
+
+# The e2e crate runs against the real apiserver; the cluster is torn down
+# whatever the outcome.
+e2e: tools
+	@e2e/cluster-up.sh >/dev/null; trap 'e2e/cluster-down.sh' EXIT; \
+	kubectl apply --server-side -f crds/ >/dev/null; \
+	kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null; \
+	$(CARGO) test -p kontrakt-e2e
+
+test: tools check-generated lint unit gas e2e
+	@echo "make test: all checks passed"
+
+## Demo ----------------------------------------------------------------------
+
+.PHONY: demo
+demo: tools
+	e2e/demo.sh

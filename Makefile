@@ -26,8 +26,13 @@ help:
 
 ## Tools ---------------------------------------------------------------------
 
+# `npm install`, not `npm ci`: npm 11 leaves other platforms' optional packages
+# (anvil's per-platform binaries) out of the lock and `npm ci` then refuses it.
+# The lock still pins every version and hash; the check below fails if npm
+# had to change it.
 node_modules/.package-lock.json: package-lock.json package.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
+	@git diff --quiet -- package-lock.json || { echo "package-lock.json is out of date: commit what npm install wrote" >&2; exit 1; }
 	@touch $@
 
 .PHONY: npm controlplane tools

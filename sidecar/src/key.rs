@@ -31,13 +31,19 @@ pub fn load_signer(path: &Path) -> Result<PrivateKeySigner, KeyError> {
             source,
         },
     })?;
+    parse_signer(&text).ok_or_else(|| KeyError::Garbled(path.to_owned()))
+}
+
+/// Parses a hex private key (surrounding whitespace and a `0x` prefix allowed). The one
+/// parser of key material: the sidecar reads it from its mounted file, the operator from
+/// the referenced Secret's bytes. `None` says only that it is not a key, never why.
+pub fn parse_signer(text: &str) -> Option<PrivateKeySigner> {
     let hex = text.trim();
     let hex = hex.strip_prefix("0x").unwrap_or(hex);
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(KeyError::Garbled(path.to_owned()));
+        return None;
     }
-    hex.parse::<PrivateKeySigner>()
-        .map_err(|_| KeyError::Garbled(path.to_owned()))
+    hex.parse::<PrivateKeySigner>().ok()
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod bindings;
 pub mod chain;
 pub mod config;
 pub mod deploy;
+pub mod devchain;
 pub mod events;
 pub mod factory;
 pub mod key;

@@ -1,0 +1,109 @@
+//! A local development chain: anvil (from the workspace's pinned npm package) on
+//! a loopback port, stopped when the guard drops. Used by the tests, the e2e
+//! harness and `make demo`; never by the sidecar in a pod.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// anvil's default development keys (mnemonic "test test … junk"): public test material.
+pub const DEV_KEYS: [&str; 3] = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+];
+
+/// anvil's default chain id.
+pub const DEV_CHAIN_ID: u64 = 31337;
+
+/// The anvil binary: `KONTRAKT_ANVIL`, else `node_modules/.bin/anvil` of this workspace.
+pub fn anvil_binary() -> Result<PathBuf, String> {
+    let path = std::env::var_os("KONTRAKT_ANVIL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../node_modules/.bin/anvil")
+        });
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "anvil not found at {}: run `npm install` in the workspace root (make does) or set KONTRAKT_ANVIL",
+            path.display()
+        ))
+    }
+}
+
+/// A running anvil; killed on drop.
+pub struct Anvil {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+}
+
+impl Anvil {
+    /// Starts anvil on a free loopback port with `extra` arguments.
+    pub fn start(extra: &[&str]) -> Result<Self, String> {
+        for _ in 0..5 {
+            let port = free_port();
+            match Self::start_on(port, extra) {
+                Ok(anvil) => return Ok(anvil),
+                // Lost the port to someone else: try another.
+                Err(_) => continue,
+            }
+        }
+        Err("anvil did not start listening on any of 5 free ports".into())
+    }
+
+    /// Starts anvil on `port` (for tests that start the chain after its clients).
+    pub fn start_on(port: u16, extra: &[&str]) -> Result<Self, String> {
+        let bin = anvil_binary()?;
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--chain-id", &DEV_CHAIN_ID.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start anvil {}: {e}", bin.display()))?;
+        let mut anvil = Self {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        if anvil.wait_listening(Duration::from_secs(15)) {
+            Ok(anvil)
+        } else {
+            Err(format!("anvil did not listen on 127.0.0.1:{port}"))
+        }
+    }
+
+    fn wait_listening(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; bind promptly).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the loopback interface has free ports")
+}

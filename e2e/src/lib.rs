@@ -25,15 +25,19 @@ pub async fn cluster() -> Client {
 }
 
 async fn connect() -> Client {
+    Client::try_from(kubeconfig().await).expect("client from kubeconfig")
+}
+
+/// The client configuration of the local control plane named by `KUBECONFIG`.
+pub async fn kubeconfig() -> Config {
     let path = std::env::var("KUBECONFIG").unwrap_or_else(|_| {
         panic!("KUBECONFIG is not set: start the local control plane with `e2e/cluster-up.sh` (or run `make test`)")
     });
     let kubeconfig = Kubeconfig::read_from(&path)
         .unwrap_or_else(|e| panic!("cannot read kubeconfig {path}: {e}"));
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("kubeconfig {path} is unusable: {e}"));
-    Client::try_from(config).expect("client from kubeconfig")
+        .unwrap_or_else(|e| panic!("kubeconfig {path} is unusable: {e}"))
 }
 
 /// A namespace with a random name, deleted when dropped.

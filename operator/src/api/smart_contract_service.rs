@@ -151,14 +151,10 @@ pub struct ContractSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<ContractTemplate>,
     /// A ConfigMap key holding a compiled artifact (JSON with `abi` and
-    /// `bytecode`) of a contract derived from KontraktContract.
+    /// `bytecode`) of a contract derived from KontraktContract. Its constructor
+    /// takes exactly (database, registry, admin), like every logic contract.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_ref: Option<ConfigMapKeyRef>,
-    /// Constructor arguments after the three every logic contract takes
-    /// (database, registry, admin), in declaration order, as ABI-typed text.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
-    pub constructor_args: Vec<String>,
     /// Version of the logic contract. Raising it deploys the new logic against
     /// the same database and switches the database's writer to it; lowering it
     /// is refused.

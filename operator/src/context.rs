@@ -1,0 +1,108 @@
+//! What every reconcile shares: the client, the event recorder, metrics and settings.
+
+use crate::metrics::Metrics;
+use kube::{
+    Client,
+    runtime::events::{Recorder, Reporter},
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "kontrakt-operator";
+
+/// Operator-wide settings the controllers need (from the binary's flags).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Image of the contract sidecar container.
+    pub sidecar_image: String,
+    /// How often a Ready object is looked at again (chain state can change without a watch event).
+    pub resync: Duration,
+    /// Timeout of one read-only chain call made while computing status.
+    pub chain_timeout: Duration,
+    /// Reconcile objects in this namespace only; `None` watches all namespaces.
+    pub watch_namespace: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            sidecar_image: "ghcr.io/kontrakt/kontrakt-sidecar:latest".into(),
+            resync: Duration::from_secs(300),
+            chain_timeout: Duration::from_secs(5),
+            watch_namespace: None,
+        }
+    }
+}
+
+/// Shared by all reconciles of all controllers.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    /// Per-object retry delays for transient failures.
+    pub backoff: Arc<Backoff>,
+}
+
+/// Exponential backoff per object: 5 s, 10 s, 20 s ... up to 5 minutes, reset
+/// by a success. Transient failures are retried without hot-looping.
+#[derive(Default)]
+pub struct Backoff {
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(5);
+    const MAX: Duration = Duration::from_secs(300);
+
+    /// The delay before the next attempt for `key`, counting this failure.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        let delay = Self::FIRST.saturating_mul(1 << (*n).min(16)).min(Self::MAX);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn reset(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Arc::new(Self {
+            client,
+            recorder,
+            metrics,
+            settings,
+            backoff: Arc::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let b = Backoff::default();
+        let delays: Vec<_> = (0..8).map(|_| b.next("ns/a").as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(b.next("ns/b").as_secs(), 5, "per object");
+        b.reset("ns/a");
+        assert_eq!(b.next("ns/a").as_secs(), 5);
+    }
+}

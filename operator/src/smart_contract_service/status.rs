@@ -1,0 +1,357 @@
+//! Status: computed from what the operator observes — the Deployment it owns
+//! and the chain itself (read-only RPC: code at the deterministic addresses,
+//! the database's writer). Written only when it changes.
+
+use super::{error::Invalid, validate::Plan};
+use crate::api::{Phase, SmartContractService, SmartContractServiceStatus, condition};
+use alloy::{
+    primitives::{Address, B256, keccak256},
+    providers::{Provider, ProviderBuilder},
+};
+use k8s_openapi::{
+    api::apps::v1::Deployment,
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+};
+use kontrakt_sidecar::bindings::{ContractDatabase, KontraktContract};
+use std::time::Duration;
+
+/// What the chain says about the pair.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainState {
+    /// The RPC did not answer (or not in time).
+    Unreachable(String),
+    /// The RPC serves another chain than the spec names.
+    WrongChain { actual: u64 },
+    /// What is deployed at the expected addresses.
+    Observed(PairState),
+}
+
+/// The pair as found on chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairState {
+    /// keccak256 of the runtime code at the database address (None: no code).
+    pub database_code: Option<B256>,
+    /// keccak256 of the runtime code at the logic address (None: no code).
+    pub logic_code: Option<B256>,
+    /// The database's current writer and its version (zero before the first switch).
+    pub writer: Address,
+    pub writer_version: u64,
+    /// Whether the current logic has been retired.
+    pub retired: bool,
+}
+
+/// Reads the pair's state from the chain; every call bounded by `timeout`.
+pub async fn observe_chain(plan: &Plan, timeout: Duration) -> ChainState {
+    match tokio::time::timeout(timeout, read_chain(plan)).await {
+        Ok(Ok(state)) => state,
+        Ok(Err(e)) => ChainState::Unreachable(e),
+        Err(_) => ChainState::Unreachable(format!("no answer within {}s", timeout.as_secs())),
+    }
+}
+
+async fn read_chain(plan: &Plan) -> Result<ChainState, String> {
+    let url = plan
+        .sidecar_config
+        .chain
+        .rpc_url
+        .parse()
+        .map_err(|e| format!("rpc url: {e}"))?;
+    let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .connect_http(url);
+    let actual = provider.get_chain_id().await.map_err(|e| e.to_string())?;
+    if actual != plan.sidecar_config.chain.chain_id {
+        return Ok(ChainState::WrongChain { actual });
+    }
+    let code_hash = |code: alloy::primitives::Bytes| (!code.is_empty()).then(|| keccak256(&code));
+    let database_code = code_hash(
+        provider
+            .get_code_at(plan.addresses.database)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let logic_code = code_hash(
+        provider
+            .get_code_at(plan.addresses.logic)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let (mut writer, mut writer_version, mut retired) = (Address::ZERO, 0, false);
+    if database_code.is_some() {
+        let db = ContractDatabase::new(plan.addresses.database, &provider);
+        writer = db.writer().call().await.map_err(|e| e.to_string())?;
+        writer_version = db.writerVersion().call().await.map_err(|e| e.to_string())?;
+    }
+    if logic_code.is_some() {
+        retired = KontraktContract::new(plan.addresses.logic, &provider)
+            .retired()
+            .call()
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(ChainState::Observed(PairState {
+        database_code,
+        logic_code,
+        writer,
+        writer_version,
+        retired,
+    }))
+}
+
+/// A condition as computed this pass (times are filled in by [`merge_conditions`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Computed {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The outcome of one pass: the status to write and how soon to look again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: SmartContractServiceStatus,
+    pub conditions: Vec<Computed>,
+    pub ready: bool,
+    /// The chain could not be asked: retry with backoff.
+    pub chain_unreachable: bool,
+}
+
+/// Computes the status from a valid plan and what was observed. Pure.
+pub fn compute(
+    scs: &SmartContractService,
+    plan: &Plan,
+    deployment: Option<&Deployment>,
+    chain: &ChainState,
+) -> Outcome {
+    let wanted = plan.sidecar_config.contract.version;
+    let replicas = scs.spec.replicas;
+    let available = deployment
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    let hex = |a: Address| a.to_checksum(None);
+
+    let mut status = SmartContractServiceStatus {
+        observed_generation: scs.metadata.generation,
+        chain_id: Some(scs.spec.chain.chain_id),
+        contract_address: Some(hex(plan.addresses.logic)),
+        database_address: Some(hex(plan.addresses.database)),
+        ..Default::default()
+    };
+    let mut chain_unreachable = false;
+    let deployed = match chain {
+        ChainState::Unreachable(e) => {
+            chain_unreachable = true;
+            Computed {
+                type_: condition::DEPLOYED,
+                status: false,
+                reason: "ChainUnreachable",
+                message: format!("chain RPC unreachable: {e}"),
+            }
+        }
+        ChainState::WrongChain { actual } => Computed {
+            type_: condition::DEPLOYED,
+            status: false,
+            reason: "ChainIdMismatch",
+            message: format!(
+                "spec.chain.chainId is {} but the RPC serves chain {actual}",
+                scs.spec.chain.chain_id
+            ),
+        },
+        ChainState::Observed(pair) => {
+            status.code_hash = pair.logic_code.map(|h| format!("{h}"));
+            status.version = (pair.writer_version > 0).then_some(pair.writer_version as i64);
+            deployed_condition(plan, pair, wanted)
+        }
+    };
+    let workload = if replicas == 0 {
+        Computed {
+            type_: condition::READY,
+            status: false,
+            reason: "ScaledToZero",
+            message: "spec.replicas is 0".into(),
+        }
+    } else if available < 1 {
+        Computed {
+            type_: condition::READY,
+            status: false,
+            reason: "SidecarNotAvailable",
+            message: format!("Deployment has {available} of {replicas} replicas available"),
+        }
+    } else {
+        Computed {
+            type_: condition::READY,
+            status: true,
+            reason: "Ready",
+            message: format!("pair deployed; {available} of {replicas} sidecars available"),
+        }
+    };
+    let ready = if deployed.status {
+        workload
+    } else {
+        Computed {
+            type_: condition::READY,
+            status: false,
+            reason: deployed.reason,
+            message: deployed.message.clone(),
+        }
+    };
+    let is_ready = ready.status;
+    status.phase = Some(match (&deployed, is_ready) {
+        (_, true) => Phase::Ready,
+        (d, false) if d.reason == "Upgrading" => Phase::Upgrading,
+        (d, false) if matches!(d.reason, "ChainIdMismatch" | "CodeHashMismatch" | "Retired") => {
+            Phase::Failed
+        }
+        _ => Phase::Deploying,
+    });
+    Outcome {
+        status,
+        conditions: vec![deployed, ready],
+        ready: is_ready,
+        chain_unreachable,
+    }
+}
+
+fn deployed_condition(plan: &Plan, pair: &PairState, wanted: u64) -> Computed {
+    let deployed = |status, reason, message: String| Computed {
+        type_: condition::DEPLOYED,
+        status,
+        reason,
+        message,
+    };
+    let a = &plan.addresses;
+    match (pair.database_code, pair.logic_code) {
+        (None, _) => {
+            return deployed(
+                false,
+                "PairNotDeployed",
+                format!("no database contract at {} yet", a.database),
+            );
+        }
+        (Some(h), _) if h != a.database_code_hash => {
+            return deployed(
+                false,
+                "CodeHashMismatch",
+                format!(
+                    "code at {} is not the expected ContractDatabase (hash {h})",
+                    a.database
+                ),
+            );
+        }
+        (_, None) if pair.writer_version > 0 && pair.writer_version < wanted => {
+            return deployed(
+                false,
+                "Upgrading",
+                format!(
+                    "version {wanted} not deployed yet; the database writes for version {}",
+                    pair.writer_version
+                ),
+            );
+        }
+        (_, None) => {
+            return deployed(
+                false,
+                "PairNotDeployed",
+                format!("no logic contract at {} yet", a.logic),
+            );
+        }
+        (_, Some(h)) if a.logic_code_hash.is_some_and(|want| want != h) => {
+            return deployed(
+                false,
+                "CodeHashMismatch",
+                format!(
+                    "code at {} is not the expected logic contract (hash {h})",
+                    a.logic
+                ),
+            );
+        }
+        _ => {}
+    }
+    if pair.retired {
+        return deployed(
+            false,
+            "Retired",
+            format!("the logic contract at {} is retired", a.logic),
+        );
+    }
+    if pair.writer != a.logic {
+        let reason = if pair.writer_version < wanted {
+            "Upgrading"
+        } else {
+            "WriterNotSwitched"
+        };
+        return deployed(
+            false,
+            reason,
+            format!(
+                "the database's writer is {}, not version {wanted} at {}",
+                pair.writer, a.logic
+            ),
+        );
+    }
+    deployed(
+        true,
+        "PairDeployed",
+        format!(
+            "version {wanted}: logic {} writes database {}",
+            a.logic, a.database
+        ),
+    )
+}
+
+/// The status conditions to write: computed ones, keeping `lastTransitionTime`
+/// of those whose status did not change (so an unchanged pass writes nothing).
+pub fn merge_conditions(
+    old: &[Condition],
+    computed: &[Computed],
+    generation: Option<i64>,
+    now: Time,
+) -> Vec<Condition> {
+    computed
+        .iter()
+        .map(|c| {
+            let status = if c.status { "True" } else { "False" };
+            let previous = old.iter().find(|o| o.type_ == c.type_);
+            let since = match previous {
+                Some(p) if p.status == status => p.last_transition_time.clone(),
+                _ => now.clone(),
+            };
+            Condition {
+                type_: c.type_.into(),
+                status: status.into(),
+                reason: c.reason.into(),
+                message: c.message.clone(),
+                observed_generation: generation,
+                last_transition_time: since,
+            }
+        })
+        .collect()
+}
+
+/// Status for a spec that cannot work: Ready=False with the reason.
+pub fn invalid(
+    scs: &SmartContractService,
+    invalid: &Invalid,
+) -> (SmartContractServiceStatus, Vec<Computed>) {
+    let status = SmartContractServiceStatus {
+        phase: Some(Phase::Failed),
+        observed_generation: scs.metadata.generation,
+        chain_id: Some(scs.spec.chain.chain_id),
+        ..scs.status.clone().unwrap_or_default()
+    };
+    let ready = Computed {
+        type_: condition::READY,
+        status: false,
+        reason: invalid.reason,
+        message: invalid.message.clone(),
+    };
+    (
+        SmartContractServiceStatus {
+            phase: Some(Phase::Failed),
+            ..status
+        },
+        vec![ready],
+    )
+}

@@ -1,0 +1,229 @@
+//! Validate: the spec plus what it references (read by the caller) → a
+//! [`Plan`] that `build` and `status` use, or an [`Invalid`] reason. Pure.
+
+use super::error::Invalid;
+use crate::api::{ContractTemplate, DatabaseMode, SmartContractService};
+use alloy::primitives::Address;
+use kontrakt_sidecar::{
+    PairAddresses, PairSpec, SidecarConfig,
+    artifact::Artifact,
+    config::{
+        ChainConfig, ContractConfig, DatabaseConfig, InteropConfig, OracleConfig, OracleEndpoint,
+        SignerConfig,
+    },
+    pair_addresses,
+};
+use kube::ResourceExt;
+
+/// Where the sidecar finds what the pod mounts.
+pub const CONFIG_DIR: &str = "/etc/kontrakt";
+pub const CONFIG_FILE: &str = "config.yaml";
+pub const SIGNER_DIR: &str = "/var/run/kontrakt/signer";
+pub const SIGNER_FILE: &str = "key";
+pub const ARTIFACT_DIR: &str = "/etc/kontrakt/artifact";
+pub const ARTIFACT_FILE: &str = "artifact.json";
+/// The sidecar's HTTP port (health, readiness, contract view, events).
+pub const SIDECAR_PORT: u16 = 8080;
+
+/// What the referenced objects hold, as read by the reconciler.
+pub struct References<'a> {
+    /// The signer Secret's value at `signer.secretKeyRef.key`, if the Secret and key exist.
+    pub signer_key: Option<&'a [u8]>,
+    /// The artifact ConfigMap's value at `artifactRef.key`, if `artifactRef` is set and it exists.
+    pub artifact_json: Option<&'a str>,
+}
+
+/// Everything the later steps need, derived from a valid spec.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub namespace: String,
+    pub name: String,
+    /// The rendered sidecar config (the ConfigMap's content).
+    pub sidecar_config: SidecarConfig,
+    /// The signer's address: the admin of both contracts.
+    pub admin: Address,
+    /// Where the pair must be, and the code it must hold.
+    pub addresses: PairAddresses,
+    /// Hash of everything the pod reads: a change rolls the Deployment.
+    pub config_hash: String,
+}
+
+pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Plan, Invalid> {
+    let spec = &scs.spec;
+    let namespace = scs.namespace().unwrap_or_default();
+    let name = scs.name_any();
+
+    let key_ref = &spec.signer.secret_key_ref;
+    let key = refs.signer_key.ok_or_else(|| {
+        Invalid::new(
+            "SignerSecretNotFound",
+            format!(
+                "Secret {:?} with key {:?} not found",
+                key_ref.name, key_ref.key
+            ),
+        )
+    })?;
+    let signer = std::str::from_utf8(key).ok().and_then(kontrakt_sidecar::key::parse_signer).ok_or_else(|| {
+        Invalid::new(
+            "SignerKeyInvalid",
+            format!(
+                "Secret {:?} key {:?} does not hold a private key (64 hex digits, optionally 0x-prefixed)",
+                key_ref.name, key_ref.key
+            ),
+        )
+    })?;
+    let admin = signer.address();
+
+    let rpc_url = match (&spec.chain.rpc_url, &spec.chain.rpc_url_secret_ref) {
+        (Some(url), _) => url.clone(),
+        // The sidecar config holds the URL in clear text; a URL kept in a Secret
+        // (it may carry credentials) must not be copied into a ConfigMap.
+        (None, _) => {
+            return Err(Invalid::new(
+                "RpcUrlSecretNotSupported",
+                "chain.rpcUrlSecretRef is not supported by this sidecar version yet; use chain.rpcUrl",
+            ));
+        }
+    };
+
+    let (template, artifact_file, artifact) =
+        match (&spec.contract.template, &spec.contract.artifact_ref) {
+            (Some(template), _) => {
+                let name = template_name(*template);
+                let artifact = Artifact::builtin(name)
+                    .map_err(|e| Invalid::new("ArtifactInvalid", e.to_string()))?;
+                (Some(name.to_owned()), None, artifact)
+            }
+            (None, Some(r)) => {
+                let json = refs.artifact_json.ok_or_else(|| {
+                    Invalid::new(
+                        "ArtifactNotFound",
+                        format!("ConfigMap {:?} with key {:?} not found", r.name, r.key),
+                    )
+                })?;
+                let artifact = Artifact::from_json(&r.key, json).map_err(|e| {
+                    Invalid::new(
+                        "ArtifactInvalid",
+                        format!("ConfigMap {:?} key {:?}: {e}", r.name, r.key),
+                    )
+                })?;
+                (
+                    None,
+                    Some(format!("{ARTIFACT_DIR}/{ARTIFACT_FILE}").into()),
+                    artifact,
+                )
+            }
+            (None, None) => {
+                return Err(Invalid::new(
+                    "ArtifactMissing",
+                    "one of contract.template or contract.artifactRef is required",
+                ));
+            }
+        };
+
+    let database = match (spec.database.mode, &spec.database.address) {
+        (DatabaseMode::Create, _) => DatabaseConfig::Create,
+        (DatabaseMode::Existing, Some(address)) => DatabaseConfig::Existing {
+            address: address.parse().map_err(|_| {
+                Invalid::new(
+                    "DatabaseAddressInvalid",
+                    format!("{address:?} is not an address"),
+                )
+            })?,
+        },
+        (DatabaseMode::Existing, None) => {
+            return Err(Invalid::new(
+                "DatabaseAddressMissing",
+                "database.address is required with mode Existing",
+            ));
+        }
+    };
+    let version = u64::try_from(spec.contract.version)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| Invalid::new("VersionInvalid", "contract.version must be >= 1"))?;
+    let chain_id = u64::try_from(spec.chain.chain_id)
+        .ok()
+        .filter(|id| *id >= 1)
+        .ok_or_else(|| Invalid::new("ChainIdInvalid", "chain.chainId must be >= 1"))?;
+
+    let sidecar_config = SidecarConfig {
+        chain: ChainConfig {
+            rpc_url,
+            chain_id,
+            retry: Default::default(),
+        },
+        signer: SignerConfig {
+            key_file: format!("{SIGNER_DIR}/{SIGNER_FILE}").into(),
+        },
+        contract: ContractConfig {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            template,
+            artifact_file,
+            version,
+        },
+        database,
+        // The registry of the referenced AccessPolicy joins the config with the enrollment controller.
+        registry: None,
+        listen: std::net::SocketAddr::from(([0, 0, 0, 0], SIDECAR_PORT)),
+        interop: InteropConfig {
+            events: spec
+                .interop
+                .as_ref()
+                .map(|i| i.events.clone())
+                .unwrap_or_default(),
+        },
+        oracle: OracleConfig {
+            endpoints: spec
+                .oracle
+                .iter()
+                .flat_map(|o| &o.endpoints)
+                .map(|e| OracleEndpoint {
+                    name: e.name.clone(),
+                    url: e.url.clone(),
+                    method: serde_json::to_value(e.method)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_else(|| "GET".into()),
+                    timeout_seconds: u64::try_from(e.timeout_seconds).unwrap_or(10),
+                    retries: u32::try_from(e.retries).unwrap_or(0),
+                })
+                .collect(),
+        },
+    };
+    sidecar_config
+        .validate()
+        .map_err(|e| Invalid::new("SidecarConfigInvalid", e.to_string()))?;
+
+    let addresses = pair_addresses(&PairSpec::from_config(&sidecar_config, admin, &artifact))
+        .map_err(|e| Invalid::new("ArtifactInvalid", e.to_string()))?;
+
+    let rendered = sidecar_config.to_yaml();
+    let config_hash = alloy::primitives::keccak256(
+        [
+            rendered.as_bytes(),
+            refs.artifact_json.unwrap_or_default().as_bytes(),
+            key_ref.name.as_bytes(),
+            key_ref.key.as_bytes(),
+        ]
+        .concat(),
+    );
+
+    Ok(Plan {
+        namespace,
+        name,
+        sidecar_config,
+        admin,
+        addresses,
+        config_hash: format!("{config_hash:x}")[..16].to_owned(),
+    })
+}
+
+/// The built-in artifact of a template.
+pub fn template_name(template: ContractTemplate) -> &'static str {
+    match template {
+        ContractTemplate::Shipping => "Shipping",
+        ContractTemplate::AssetTracking => "AssetTracking",
+    }
+}

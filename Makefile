@@ -22,6 +22,7 @@ CARGO       ?= cargo
 help:
 	@echo "make demo   - local control plane + CRDs + samples, then kubectl get scs,dstream,ap"
 	@echo "make test   - all tests (generated files, fmt, clippy, unit, contracts, e2e)"
+	@echo "make demo-down - stop what make demo started"
 	@echo "make cluster-up / cluster-down - the local control plane alone"
 
 ## Tools ---------------------------------------------------------------------
@@ -72,28 +73,31 @@ cluster-down:
 
 ## Tests ---------------------------------------------------------------------
 
-.PHONY: unit gas e2e test
-unit: npm
-	$(CARGO) test --workspace --exclude kontrakt-e2e
+.PHONY: unit gas tests test
+# Pure tests only (no cluster, no chain).
+unit:
+	$(CARGO) test --workspace --lib --bins
 
 # The gas table (pair vs monolithic) on a real anvil. Gas does not depend on
 # the build profile, so the targets are enforced here too (`--bench`).
 gas: npm
 	$(CARGO) test -p kontrakt-sidecar --bench gas -- --bench
 
-# The e2e crate runs against the real apiserver; the cluster is torn down
-# whatever the outcome.
-e2e: tools
+# Every test: unit, contracts on anvil, and the tests against the real
+# apiserver (operator, e2e). The cluster is torn down whatever the outcome.
+tests: tools
 	@e2e/cluster-up.sh >/dev/null; trap 'e2e/cluster-down.sh' EXIT; \
 	kubectl apply --server-side -f crds/ >/dev/null; \
 	kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null; \
-	$(CARGO) test -p kontrakt-e2e
+	$(CARGO) test --workspace
 
-test: tools check-generated lint unit gas e2e
+test: tools check-generated lint tests gas
 	@echo "make test: all checks passed"
 
 ## Demo ----------------------------------------------------------------------
 
-.PHONY: demo
+.PHONY: demo demo-down
 demo: tools
 	e2e/demo.sh
+demo-down:
+	e2e/demo-down.sh

@@ -6,8 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alloy::consensus::TxEnvelope;
+use alloy::eips::Encodable2718;
 use alloy::json_abi::JsonAbi;
-use alloy::network::TransactionBuilder;
+use alloy::network::{Ethereum, EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::fillers::NonceManager;
 use alloy::providers::{DynProvider, Network, Provider, ProviderBuilder};
@@ -20,6 +22,14 @@ use crate::config::{ChainConfig, RetryConfig};
 
 /// How long a sent transaction may take to be mined before it counts as stuck.
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a sent transaction may wait unmined before the node is asked whether it still
+/// holds it as executable (doubling after each replacement).
+const STALL_CHECK: Duration = Duration::from_secs(2);
+
+/// How many times one transaction is re-submitted (same nonce, higher fees) when the node
+/// has parked or dropped it.
+const MAX_REPLACEMENTS: usize = 3;
 
 /// What went wrong talking to the chain.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +96,7 @@ impl NonceManager for SignerNonces {
 #[derive(Debug, Clone)]
 pub struct Chain {
     provider: DynProvider,
+    wallet: EthereumWallet,
     signer: Address,
     chain_id: u64,
     nonces: SignerNonces,
@@ -103,16 +114,18 @@ impl Chain {
             .map_err(|_| ChainError::InvalidUrl(config.rpc_url.clone()))?;
         let signer = key.address();
         let nonces = SignerNonces::default();
+        let wallet = EthereumWallet::from(key);
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
             .with_gas_estimation()
             .with_nonce_management(nonces.clone())
             .with_chain_id(config.chain_id)
-            .wallet(key)
+            .wallet(wallet.clone())
             .connect_http(url)
             .erased();
         let chain = Self {
             provider,
+            wallet,
             signer,
             chain_id: config.chain_id,
             nonces,
@@ -204,11 +217,14 @@ impl Chain {
         }
     }
 
-    /// Signs, sends and waits for one transaction from the key. The gas is estimated before a
-    /// nonce is taken, so a reverting call never consumes a nonce; a failed submission
+    /// Signs, sends and waits for one transaction from the key. Gas and fees are estimated
+    /// before a nonce is taken, so a reverting call or a failed estimate never consumes a
+    /// nonce; the signed bytes are re-submitted unchanged while the node is unreachable (the
+    /// nonce is never left as a hole because of a lost reply); a failed submission
     /// resynchronises the nonce manager, and a nonce taken meanwhile by another process using
-    /// the same key (a replica) is retried with a fresh one. Returns the receipt of a
-    /// successful transaction.
+    /// the same key (a replica) is retried with a fresh one. A transaction the node parks or
+    /// drops is replaced (same nonce, higher fees) so later ones cannot stay stuck behind it.
+    /// Returns the receipt of a successful transaction.
     pub async fn send(
         &self,
         what: &str,
@@ -217,9 +233,10 @@ impl Chain {
     ) -> Result<TransactionReceipt, ChainError> {
         const NONCE_ATTEMPTS: u32 = 5;
         let mut attempt = 1;
-        let hash = loop {
+        let (request, envelope) = loop {
             let mut tx = tx.clone();
             tx.set_from(self.signer);
+            tx.set_chain_id(self.chain_id);
             if tx.gas.is_none() {
                 let gas = self
                     .provider
@@ -229,12 +246,33 @@ impl Chain {
                 // Headroom: estimation runs against the latest state, the transaction may not.
                 tx.set_gas_limit(gas + gas / 5);
             }
-            match self.provider.send_transaction(tx).await {
-                Ok(pending) => break *pending.tx_hash(),
+            if tx.gas_price.is_none() && tx.max_fee_per_gas.is_none() {
+                let fees = self
+                    .with_retry("eth_feeHistory", || self.provider.estimate_eip1559_fees())
+                    .await?;
+                tx.set_max_fee_per_gas(fees.max_fee_per_gas);
+                tx.set_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+            }
+            // From here on the nonce is ours: it is either submitted or handed back (resync).
+            let nonce = self
+                .with_retry("eth_getTransactionCount", || {
+                    self.nonces.get_next_nonce(&self.provider, self.signer)
+                })
+                .await?;
+            tx.set_nonce(nonce);
+            let envelope = match self.sign(what, tx.clone()).await {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    self.nonces.resync().await;
+                    return Err(e);
+                }
+            };
+            match self.submit(&envelope).await {
+                Ok(()) => break (tx, envelope),
                 Err(e) => {
                     self.nonces.resync().await;
                     if is_nonce_conflict(&e) && attempt < NONCE_ATTEMPTS {
-                        tracing::debug!(%what, attempt, error = %e, "nonce conflict, resending");
+                        tracing::debug!(%what, nonce, attempt, error = %e, "nonce conflict, resending");
                         attempt += 1;
                         continue;
                     }
@@ -242,39 +280,143 @@ impl Chain {
                 }
             }
         };
-        let receipt = self.wait_receipt(what, hash).await?;
+        let receipt = self.wait_receipt(what, request, envelope).await?;
         if !receipt.status() {
             return Err(ChainError::Reverted {
                 what: what.to_owned(),
-                reason: format!("transaction {hash} failed on chain"),
+                reason: format!("transaction {} failed on chain", receipt.transaction_hash),
             });
         }
         Ok(receipt)
     }
 
+    async fn sign(&self, what: &str, tx: TransactionRequest) -> Result<TxEnvelope, ChainError> {
+        <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(tx, &self.wallet)
+            .await
+            .map_err(|e| ChainError::Rpc {
+                what: what.to_owned(),
+                source: TransportError::local_usage_str(&format!(
+                    "cannot sign the transaction: {e}"
+                )),
+            })
+    }
+
+    /// Submits signed bytes, re-submitting the same bytes while the node is unreachable: a
+    /// reply lost after the node accepted them must not leave the nonce unused. The node
+    /// answering "already known" means an earlier attempt got through.
+    async fn submit(&self, envelope: &TxEnvelope) -> TransportResult<()> {
+        let raw = envelope.encoded_2718();
+        let mut attempt = 1;
+        loop {
+            match self.provider.send_raw_transaction(&raw).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_already_known(&e) => return Ok(()),
+                Err(RpcError::Transport(e)) if attempt < self.retry.max_attempts => {
+                    let wait = self.retry.backoff(attempt);
+                    tracing::warn!(tx = %envelope.tx_hash(), attempt, error = %e, "submission failed, re-submitting the same transaction");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Polls for the receipt (polling, not block subscriptions: a transaction mined before a
-    /// watcher registers must not be missed).
-    async fn wait_receipt(&self, what: &str, hash: B256) -> Result<TransactionReceipt, ChainError> {
-        let deadline = tokio::time::Instant::now() + RECEIPT_TIMEOUT;
+    /// watcher registers must not be missed). A transaction that is the key's next nonce but
+    /// that the node no longer counts as pending (parked in its queue, or dropped) blocks every
+    /// later one: it is replaced by the same transaction with the same nonce and higher fees,
+    /// and whichever version is mined answers.
+    async fn wait_receipt(
+        &self,
+        what: &str,
+        mut request: TransactionRequest,
+        envelope: TxEnvelope,
+    ) -> Result<TransactionReceipt, ChainError> {
+        let start = tokio::time::Instant::now();
+        let deadline = start + RECEIPT_TIMEOUT;
+        let mut next_check = start + STALL_CHECK;
+        let mut hashes = vec![*envelope.tx_hash()];
         let mut wait = Duration::from_millis(20);
         loop {
-            let receipt = self
-                .with_retry("eth_getTransactionReceipt", || {
-                    self.provider.get_transaction_receipt(hash)
-                })
-                .await?;
-            if let Some(r) = receipt {
-                return Ok(r);
+            for &hash in &hashes {
+                let receipt = self
+                    .with_retry("eth_getTransactionReceipt", || {
+                        self.provider.get_transaction_receipt(hash)
+                    })
+                    .await?;
+                if let Some(r) = receipt {
+                    return Ok(r);
+                }
             }
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Err(ChainError::NotMined {
                     what: what.to_owned(),
-                    tx: hash,
+                    tx: hashes[0],
                     secs: RECEIPT_TIMEOUT.as_secs(),
                 });
             }
+            if now >= next_check && hashes.len() <= MAX_REPLACEMENTS {
+                if let Some(hash) = self.replace_if_stuck(what, &mut request).await? {
+                    hashes.push(hash);
+                }
+                next_check = now + STALL_CHECK * hashes.len() as u32;
+            }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Re-submits `request` with higher fees when its nonce is the key's next one on chain and
+    /// the node's pending count does not include it. Returns the new transaction's hash.
+    async fn replace_if_stuck(
+        &self,
+        what: &str,
+        request: &mut TransactionRequest,
+    ) -> Result<Option<B256>, ChainError> {
+        let Some(nonce) = request.nonce else {
+            return Ok(None);
+        };
+        let latest = self
+            .with_retry("eth_getTransactionCount", || {
+                self.provider
+                    .get_transaction_count(self.signer)
+                    .latest()
+                    .into_future()
+            })
+            .await?;
+        let pending = self
+            .with_retry("eth_getTransactionCount", || {
+                self.provider
+                    .get_transaction_count(self.signer)
+                    .pending()
+                    .into_future()
+            })
+            .await?;
+        if latest != nonce || pending > nonce {
+            // Mined (the receipt poll will see it), or waiting behind others, or executable.
+            return Ok(None);
+        }
+        let bump = |fee: u128| fee + fee / 4 + 1;
+        if let Some(price) = request.gas_price {
+            request.set_gas_price(bump(price));
+        } else {
+            request.set_max_fee_per_gas(bump(request.max_fee_per_gas.unwrap_or_default()));
+            request.set_max_priority_fee_per_gas(bump(
+                request.max_priority_fee_per_gas.unwrap_or_default(),
+            ));
+        }
+        let envelope = self.sign(what, request.clone()).await?;
+        let hash = *envelope.tx_hash();
+        tracing::warn!(%what, nonce, latest, pending, %hash, "transaction parked or dropped by the node, replacing it with higher fees");
+        match self.submit(&envelope).await {
+            Ok(()) => Ok(Some(hash)),
+            Err(e) => {
+                // Mined meanwhile ("nonce too low") or not accepted: keep polling what was sent.
+                tracing::warn!(%what, nonce, error = %e, "replacement not accepted");
+                Ok(None)
+            }
         }
     }
 
@@ -311,9 +453,15 @@ impl Chain {
 fn is_nonce_conflict(e: &TransportError) -> bool {
     e.as_error_resp().is_some_and(|p| {
         let m = p.message.to_ascii_lowercase();
-        m.contains("nonce too low")
-            || m.contains("already known")
-            || m.contains("replacement transaction underpriced")
+        m.contains("nonce too low") || m.contains("replacement transaction underpriced")
+    })
+}
+
+/// The node already holds exactly these signed bytes (an earlier submission got through).
+fn is_already_known(e: &TransportError) -> bool {
+    e.as_error_resp().is_some_and(|p| {
+        let m = p.message.to_ascii_lowercase();
+        m.contains("already known") || m.contains("already imported")
     })
 }
 

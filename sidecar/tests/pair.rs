@@ -293,9 +293,9 @@ async fn two_hundred_concurrent_transactions_from_one_key() {
             chain.send("transfer", tx, &[]).await
         })
     });
-    let results = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(sends))
+    let results = tokio::time::timeout(Duration::from_secs(90), futures::future::join_all(sends))
         .await
-        .expect("200 transactions within 60s");
+        .expect("200 transactions within 90s (each send gives up by itself after 60s)");
     for r in results {
         let receipt = r.unwrap().unwrap();
         assert!(receipt.status());
@@ -303,6 +303,59 @@ async fn two_hundred_concurrent_transactions_from_one_key() {
     assert_eq!(nonce(&chain).await, start + 200, "no gaps, none stuck");
     let balance = chain.provider().get_balance(to).await.unwrap();
     assert_eq!(balance, U256::from(200 * 201 / 2));
+}
+
+/// The node forgets a transaction it accepted (anvil under concurrent load parks the key's
+/// next nonce in its queue for good; a real mempool may evict it): the sender must replace it
+/// with the same nonce instead of waiting out the receipt timeout with every later one stuck.
+#[tokio::test]
+async fn a_transaction_the_node_drops_is_replaced_with_the_same_nonce() {
+    let anvil = Anvil::spawn_with(&["--no-mining"]);
+    let (_dir, key) = key_file(DEV_KEYS[0]);
+    let cfg = config(&anvil.url, &key, "RecordStore", 1);
+    let chain = connect(&cfg).await;
+    let to = Address::repeat_byte(0x43);
+    let sender = chain.clone();
+    let started = Instant::now();
+    let send = tokio::spawn(async move {
+        let tx = TransactionRequest::default().to(to).value(U256::from(7));
+        sender.send("transfer", tx, &[]).await
+    });
+    // Accepted into the pool, then dropped by the node before any block is mined.
+    let p = chain.provider();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value = p.raw_request("txpool_status".into(), ()).await.unwrap();
+        if status["pending"] != "0x0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "transaction never reached the pool"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _: serde_json::Value = p
+        .raw_request("anvil_dropAllTransactions".into(), ())
+        .await
+        .unwrap();
+    let _: serde_json::Value = p
+        .raw_request("evm_setAutomine".into(), (true,))
+        .await
+        .unwrap();
+
+    let receipt = tokio::time::timeout(Duration::from_secs(20), send)
+        .await
+        .expect("replaced well before the 60s receipt timeout")
+        .unwrap()
+        .unwrap();
+    assert!(receipt.status());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(nonce(&chain).await, 1, "the same nonce, once");
+    assert_eq!(
+        chain.provider().get_balance(to).await.unwrap(),
+        U256::from(7)
+    );
 }
 
 #[tokio::test]

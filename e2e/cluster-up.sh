@@ -42,6 +42,17 @@ options:
   kubeAuthorization: true
   kubeAdmission: true
   quietPull: true
+# One instance of each: leader election only lets a restarted apiserver kill
+# them (a lease they cannot renew makes them exit, and nothing restarts them).
+componentsPatches:
+  - name: kube-controller-manager
+    extraArgs:
+      - key: leader-elect
+        value: "false"
+  - name: kube-scheduler
+    extraArgs:
+      - key: leader-elect
+        value: "false"
 YAML
 
 if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then

@@ -4,6 +4,8 @@
 //! The tests need the cluster from `e2e/cluster-up.sh` (`make test` starts it
 //! and exports `KUBECONFIG`). Without it they fail loudly: they never skip.
 
+pub mod contract_services;
+
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, Config,

@@ -9,15 +9,19 @@
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, Event as CoreEvent, Secret, Service, ServiceAccount},
+    core::v1::{ConfigMap, Event as CoreEvent, Service, ServiceAccount},
     networking::v1::NetworkPolicy,
 };
-use kontrakt_e2e::{TestNamespace, cluster, kubeconfig};
+use kontrakt_e2e::{
+    TestNamespace, cluster,
+    contract_services::{
+        condition, create_secret, delete_and_wait, service, start_controller, wait_for,
+    },
+    kubeconfig,
+};
 use kontrakt_operator::{
     api::{Phase, SmartContractService},
-    context::{Context, Settings},
-    metrics::Metrics,
-    smart_contract_service::{self, build::config_map_name},
+    smart_contract_service::build::config_map_name,
 };
 use kontrakt_sidecar::{
     SidecarConfig,
@@ -62,83 +66,6 @@ async fn counting_client() -> (Client, Writes) {
         .with_layer(&layer)
         .build();
     (client, writes)
-}
-
-/// Runs the controller for `namespace` in this process until the returned sender is dropped.
-fn start_controller(
-    client: Client,
-    namespace: &str,
-    resync: Duration,
-) -> tokio::sync::oneshot::Sender<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let settings = Settings {
-        sidecar_image: "kontrakt-sidecar:test".into(),
-        resync,
-        chain_timeout: Duration::from_secs(3),
-        watch_namespace: Some(namespace.into()),
-    };
-    let ctx = Context::new(client, Arc::new(Metrics::default()), settings);
-    tokio::spawn(smart_contract_service::run(ctx, async move {
-        let _ = stopped.await;
-    }));
-    stop
-}
-
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn condition(scs: &SmartContractService, type_: &str) -> Option<(String, String)> {
-    let c = scs
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone()))
-}
-
-async fn create_secret(client: &Client, ns: &str, name: &str, key: &str) {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        string_data: Some([("privateKey".to_owned(), key.to_owned())].into()),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("secret");
-}
-
-fn service(name: &str, rpc_url: &str, version: i64) -> SmartContractService {
-    serde_json::from_value(json!({
-        "apiVersion": "kontrakt.dev/v1alpha1",
-        "kind": "SmartContractService",
-        "metadata": { "name": name },
-        "spec": {
-            "chain": { "rpcUrl": rpc_url, "chainId": 31337 },
-            "signer": { "secretKeyRef": { "name": "signer", "key": "privateKey" } },
-            "contract": { "template": "Shipping", "version": version },
-        }
-    }))
-    .expect("spec")
 }
 
 /// What the pod's sidecar would do: deploy-if-absent with the operator's rendered config.
@@ -442,6 +369,8 @@ async fn invalid_specs_get_a_reason_and_an_event_without_a_hot_loop() {
     .await;
     let message = &garbled.status.unwrap().conditions[0].message;
     assert!(!message.contains("not-a-private-key"), "{message}");
+
+    delete_and_wait(&services, "no-secret").await;
 
     // Deleting an invalid service (nothing deployed) is not blocked by the finalizer.
     services

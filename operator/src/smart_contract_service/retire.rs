@@ -4,7 +4,9 @@
 
 use super::{KIND, SKIP_RETIRE_ANNOTATION, error::Error, publish};
 use crate::{api::SmartContractService, context::Context};
-use alloy::{primitives::Address, rpc::types::TransactionRequest, sol_types::SolCall};
+use alloy::{
+    primitives::Address, providers::Provider, rpc::types::TransactionRequest, sol_types::SolCall,
+};
 use k8s_openapi::api::core::v1::Secret;
 use kontrakt_sidecar::{
     artifact::Artifact,
@@ -86,6 +88,17 @@ pub async fn cleanup(scs: &SmartContractService, ctx: &Context) -> Result<Action
         .await
         .map_err(|e| Error::Retire(e.to_string()))?;
     let provider = chain.provider();
+    let code = provider
+        .get_code_at(logic)
+        .await
+        .map_err(|e| Error::Retire(e.to_string()))?;
+    if code.is_empty() {
+        return skip(
+            "RetireSkipped",
+            format!("no contract code at {logic}: nothing to retire"),
+        )
+        .await;
+    }
     let retired = KontraktContract::new(logic, provider)
         .retired()
         .call()

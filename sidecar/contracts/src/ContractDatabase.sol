@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
+import {TwoStepAdmin} from "./TwoStepAdmin.sol";
+
 /// @title ContractDatabase
 /// @notice The Contract Database C_d of one logic contract C: typed key-value storage that
 /// outlives logic upgrades. Only the current logic version (the writer) may write; the
@@ -13,17 +15,13 @@ pragma solidity ^0.8.28;
 /// slot, so a write checks all of them with one SLOAD; data writes emit no event (the logic
 /// contract emits its domain events, the database only logs admin and writer changes);
 /// `upsertUints` (record + id index), `setUints` and `getUints` move a whole record in one call.
-contract ContractDatabase {
+contract ContractDatabase is TwoStepAdmin {
     /// @notice One word of a batch write: `value` goes under `key`.
     struct UintEntry {
         bytes32 key;
         uint256 value;
     }
 
-    /// @notice The caller is not the admin.
-    error NotAdmin(address caller);
-    /// @notice The caller is not the pending admin.
-    error NotPendingAdmin(address caller);
     /// @notice The caller is not the current writer (logic contract).
     error NotWriter(address caller);
     /// @notice Writes are frozen (an upgrade is in progress).
@@ -32,17 +30,11 @@ contract ContractDatabase {
     error VersionNotNewer(uint64 current, uint64 proposed);
     /// @notice The address has no code, so it cannot be a logic contract.
     error NotAContract(address account);
-    /// @notice The zero address is not allowed here.
-    error ZeroAddress();
     /// @notice The logic contract retired itself: it can never write again.
     error LogicIsRetired(address logic);
     /// @notice A record upsert needs at least its marker word.
     error EmptyRecord();
 
-    /// @notice An admin transfer was started (`to` must call `acceptAdmin`); `to` zero cancels it.
-    event AdminTransferStarted(address indexed from, address indexed to);
-    /// @notice The admin changed.
-    event AdminTransferred(address indexed from, address indexed to);
     /// @notice The writer (logic version) changed.
     event WriterChanged(address indexed previous, address indexed next, uint64 version);
     /// @notice Read-only mode was switched.
@@ -50,15 +42,13 @@ contract ContractDatabase {
     /// @notice The logic contract `logic` retired itself; it can never write again.
     event LogicRetired(address indexed logic);
 
-    // writer, writerVersion, readOnly and writerRetired share one slot (20 + 8 + 1 + 1 bytes):
-    // every write checks all of them with one SLOAD.
+    // writer, writerVersion, readOnly and writerRetired share one slot (20 + 8 + 1 + 1 bytes,
+    // the first slot after TwoStepAdmin's): every write checks all of them with one SLOAD.
+    // Keep these four declared together and in this order: `_checkWriter` reads them by offset.
     address private _writer;
     uint64 private _writerVersion;
     bool private _readOnly;
     bool private _writerRetired;
-
-    address private _admin;
-    address private _pendingAdmin;
 
     mapping(bytes32 => uint256) private _uints;
     mapping(bytes32 => int256) private _ints;
@@ -71,23 +61,14 @@ contract ContractDatabase {
 
     /// @notice Creates the database with no writer; the admin sets the first writer.
     /// @param admin_ The admin (cannot be zero).
-    constructor(address admin_) {
-        if (admin_ == address(0)) revert ZeroAddress();
-        _admin = admin_;
-        emit AdminTransferred(address(0), admin_);
-    }
-
-    modifier onlyAdmin() {
-        if (msg.sender != _admin) revert NotAdmin(msg.sender);
-        _;
-    }
+    constructor(address admin_) TwoStepAdmin(admin_) {}
 
     modifier onlyWriter() {
         _checkWriter();
         _;
     }
 
-    /// @dev One SLOAD: the packed writer slot (slot 0) holds writer, version, readOnly and
+    /// @dev One SLOAD: the packed writer slot holds writer, version, readOnly and
     /// writerRetired.
     function _checkWriter() private view {
         uint256 word;
@@ -100,36 +81,6 @@ contract ContractDatabase {
             if ((word >> 224) & 0xff != 0) revert DatabaseReadOnly();
             revert LogicIsRetired(msg.sender);
         }
-    }
-
-    // ---------------------------------------------------------------- admin
-
-    /// @notice The admin: switches writers and read-only mode.
-    /// @return The admin address.
-    function admin() external view returns (address) {
-        return _admin;
-    }
-
-    /// @notice The admin-elect of a started two-step transfer (zero if none).
-    /// @return The pending admin address.
-    function pendingAdmin() external view returns (address) {
-        return _pendingAdmin;
-    }
-
-    /// @notice Starts a two-step admin transfer; `next` completes it with `acceptAdmin`.
-    /// @param next The proposed admin (zero cancels a started transfer).
-    function transferAdmin(address next) external onlyAdmin {
-        _pendingAdmin = next;
-        emit AdminTransferStarted(msg.sender, next);
-    }
-
-    /// @notice Completes an admin transfer; only the pending admin may call it.
-    function acceptAdmin() external {
-        if (msg.sender != _pendingAdmin || msg.sender == address(0)) revert NotPendingAdmin(msg.sender);
-        address previous = _admin;
-        _admin = msg.sender;
-        _pendingAdmin = address(0);
-        emit AdminTransferred(previous, msg.sender);
     }
 
     // ---------------------------------------------------------------- writer

@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {IEnrollmentRegistry} from "./IEnrollmentRegistry.sol";
 import {Roles} from "./Roles.sol";
+import {TwoStepAdmin} from "./TwoStepAdmin.sol";
 
 /// @title EnrollmentRegistry
 /// @notice Membership of the permissioned network: an account requests to join in a role,
@@ -10,7 +11,7 @@ import {Roles} from "./Roles.sol";
 /// reinstate or revoke it. Every change is an event, so the member list can be rebuilt
 /// from logs. One role per account.
 /// @dev Deployed through a CREATE2 factory, so the admin is a constructor argument.
-contract EnrollmentRegistry is IEnrollmentRegistry {
+contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin {
     /// @notice Membership status of an account.
     enum Status {
         None,
@@ -26,12 +27,6 @@ contract EnrollmentRegistry is IEnrollmentRegistry {
         uint64 expiresAt;
     }
 
-    /// @notice The caller is not the admin.
-    error NotAdmin(address caller);
-    /// @notice The caller is not the pending admin.
-    error NotPendingAdmin(address caller);
-    /// @notice The zero address is not allowed here.
-    error ZeroAddress();
     /// @notice The role number is not one of `Roles`.
     error InvalidRole(uint8 role);
     /// @notice The account's status does not allow this change.
@@ -41,10 +36,6 @@ contract EnrollmentRegistry is IEnrollmentRegistry {
     /// @notice Approval by an oracle-verified credential is not available yet.
     error OracleApprovalNotAvailable();
 
-    /// @notice An admin transfer was started (`to` must call `acceptAdmin`); `to` zero cancels it.
-    event AdminTransferStarted(address indexed from, address indexed to);
-    /// @notice The admin changed.
-    event AdminTransferred(address indexed from, address indexed to);
     /// @notice `account` asked to join in `role`.
     event JoinRequested(address indexed account, uint8 role);
     /// @notice `account` was enrolled in `role` by `by` (expiresAt 0: never expires).
@@ -56,51 +47,10 @@ contract EnrollmentRegistry is IEnrollmentRegistry {
     /// @notice `account` was revoked (or its join request rejected).
     event Revoked(address indexed account, address indexed by);
 
-    address private _admin;
-    address private _pendingAdmin;
     mapping(address => Member) private _members;
 
     /// @param admin_ The admin (cannot be zero).
-    constructor(address admin_) {
-        if (admin_ == address(0)) revert ZeroAddress();
-        _admin = admin_;
-        emit AdminTransferred(address(0), admin_);
-    }
-
-    modifier onlyAdmin() {
-        if (msg.sender != _admin) revert NotAdmin(msg.sender);
-        _;
-    }
-
-    // ---------------------------------------------------------------- admin
-
-    /// @notice The admin: approves, suspends, reinstates and revokes members.
-    /// @return The admin address.
-    function admin() external view returns (address) {
-        return _admin;
-    }
-
-    /// @notice The admin-elect of a started two-step transfer (zero if none).
-    /// @return The pending admin address.
-    function pendingAdmin() external view returns (address) {
-        return _pendingAdmin;
-    }
-
-    /// @notice Starts a two-step admin transfer; `next` completes it with `acceptAdmin`.
-    /// @param next The proposed admin (zero cancels a started transfer).
-    function transferAdmin(address next) external onlyAdmin {
-        _pendingAdmin = next;
-        emit AdminTransferStarted(msg.sender, next);
-    }
-
-    /// @notice Completes an admin transfer; only the pending admin may call it.
-    function acceptAdmin() external {
-        if (msg.sender != _pendingAdmin || msg.sender == address(0)) revert NotPendingAdmin(msg.sender);
-        address previous = _admin;
-        _admin = msg.sender;
-        _pendingAdmin = address(0);
-        emit AdminTransferred(previous, msg.sender);
-    }
+    constructor(address admin_) TwoStepAdmin(admin_) {}
 
     // ---------------------------------------------------------------- membership
 
@@ -201,7 +151,7 @@ contract EnrollmentRegistry is IEnrollmentRegistry {
         returns (bool)
     {
         (target, value, data);
-        return sender == _admin || _active(_members[sender]);
+        return _isAdmin(sender) || _active(_members[sender]);
     }
 
     function _active(Member storage m) private view returns (bool) {

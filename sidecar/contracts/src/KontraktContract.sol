@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {ContractDatabase} from "./ContractDatabase.sol";
 import {IEnrollmentRegistry} from "./IEnrollmentRegistry.sol";
+import {TwoStepAdmin} from "./TwoStepAdmin.sol";
 
 /// @title KontraktContract
 /// @notice Base of every user logic contract run by kontrakt: keeps its data in a separate
@@ -18,19 +19,13 @@ import {IEnrollmentRegistry} from "./IEnrollmentRegistry.sol";
 /// contract reverts (`LogicIsRetired`), so a function that writes the database on every
 /// successful path needs no `whenActive` (saving a cold SLOAD); functions that can change
 /// state without writing the database keep it.
-abstract contract KontraktContract {
-    /// @notice The caller is not the admin.
-    error NotAdmin(address caller);
-    /// @notice The caller is not the pending admin.
-    error NotPendingAdmin(address caller);
+abstract contract KontraktContract is TwoStepAdmin {
     /// @notice The contract was retired; its data stays readable in the database.
     error ContractRetired();
     /// @notice `account` is not enrolled in `role` in the registry.
     error NotEnrolled(address account, uint8 role);
     /// @notice The address has no code, so it cannot be the database.
     error NotAContract(address account);
-    /// @notice The zero address is not allowed here.
-    error ZeroAddress();
     /// @notice Bubbled up from the ContractDatabase: this logic is not (or no longer) its writer.
     error NotWriter(address caller);
     /// @notice Bubbled up from the ContractDatabase: writes are frozen during an upgrade.
@@ -40,35 +35,22 @@ abstract contract KontraktContract {
     /// @notice Bubbled up from the ContractDatabase: this logic was retired and can never write again.
     error LogicIsRetired(address logic);
 
-    /// @notice An admin transfer was started (`to` must call `acceptAdmin`); `to` zero cancels it.
-    event AdminTransferStarted(address indexed from, address indexed to);
-    /// @notice The admin changed.
-    event AdminTransferred(address indexed from, address indexed to);
     /// @notice The contract was retired by `by`.
     event Retired(address indexed by);
 
     ContractDatabase private immutable _database;
     address private immutable _registry;
 
-    address private _admin;
+    // Shares TwoStepAdmin's `_admin` slot, so `onlyAdmin whenActive` is one SLOAD.
     bool private _retired;
-    address private _pendingAdmin;
 
     /// @param database_ The ContractDatabase holding this contract's data (must have code).
     /// @param registry_ The EnrollmentRegistry, or zero for no enrollment policy.
     /// @param admin_ The admin (cannot be zero).
-    constructor(address database_, address registry_, address admin_) {
-        if (admin_ == address(0)) revert ZeroAddress();
+    constructor(address database_, address registry_, address admin_) TwoStepAdmin(admin_) {
         if (database_.code.length == 0) revert NotAContract(database_);
         _database = ContractDatabase(database_);
         _registry = registry_;
-        _admin = admin_;
-        emit AdminTransferred(address(0), admin_);
-    }
-
-    modifier onlyAdmin() {
-        if (msg.sender != _admin) revert NotAdmin(msg.sender);
-        _;
     }
 
     /// @dev Nothing changes after `retire`. Needed on state-changing functions that can succeed
@@ -100,18 +82,6 @@ abstract contract KontraktContract {
         return _registry;
     }
 
-    /// @notice The admin of this logic contract.
-    /// @return The admin address.
-    function admin() external view returns (address) {
-        return _admin;
-    }
-
-    /// @notice The admin-elect of a started two-step transfer (zero if none).
-    /// @return The pending admin address.
-    function pendingAdmin() external view returns (address) {
-        return _pendingAdmin;
-    }
-
     /// @notice Whether the contract was retired (every state-changing logic function reverts).
     /// @return True once retired.
     function retired() external view returns (bool) {
@@ -119,22 +89,6 @@ abstract contract KontraktContract {
     }
 
     // ---------------------------------------------------------------- admin
-
-    /// @notice Starts a two-step admin transfer; `next` completes it with `acceptAdmin`.
-    /// @param next The proposed admin (zero cancels a started transfer).
-    function transferAdmin(address next) external onlyAdmin {
-        _pendingAdmin = next;
-        emit AdminTransferStarted(msg.sender, next);
-    }
-
-    /// @notice Completes an admin transfer; only the pending admin may call it.
-    function acceptAdmin() external {
-        if (msg.sender != _pendingAdmin || msg.sender == address(0)) revert NotPendingAdmin(msg.sender);
-        address previous = _admin;
-        _admin = msg.sender;
-        _pendingAdmin = address(0);
-        emit AdminTransferred(previous, msg.sender);
-    }
 
     /// @notice Retires this logic version for good: every state-changing logic function reverts
     /// afterwards (`LogicIsRetired` from the database for writes, `ContractRetired` for the
@@ -147,11 +101,6 @@ abstract contract KontraktContract {
     }
 
     // ---------------------------------------------------------------- access helpers
-
-    /// @dev Whether `account` is the admin of this logic contract.
-    function _isAdmin(address account) internal view returns (bool) {
-        return account == _admin;
-    }
 
     /// @dev Whether `account` holds `role`; always true without a registry (no policy).
     function _isEnrolled(address account, uint8 role) internal view returns (bool) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
+import {TwoStepAdmin} from "../TwoStepAdmin.sol";
 import {RecordCodec, ReadingStatus} from "./RecordCodec.sol";
 
 /// @title RecordStoreMonolithic
@@ -9,7 +10,7 @@ import {RecordCodec, ReadingStatus} from "./RecordCodec.sol";
 /// same storage words per write (packed with the same RecordCodec), but the records live in
 /// this contract's own storage, so a new version must be redeployed and the records migrated
 /// into it (`ids`/`get` to enumerate the old one, admin-only `putMany` to fill the new one).
-contract RecordStoreMonolithic {
+contract RecordStoreMonolithic is TwoStepAdmin {
     /// @notice A record as migrated by `putMany` (the original timestamp is kept).
     struct Record {
         uint256 value;
@@ -18,14 +19,8 @@ contract RecordStoreMonolithic {
         ReadingStatus status;
     }
 
-    /// @notice The caller is not the admin.
-    error NotAdmin(address caller);
-    /// @notice The caller is not the pending admin.
-    error NotPendingAdmin(address caller);
     /// @notice The contract was retired; its data stays readable.
     error ContractRetired();
-    /// @notice The zero address is not allowed here.
-    error ZeroAddress();
     /// @notice `ids` and `records` differ in length.
     error LengthMismatch(uint256 ids, uint256 records);
     /// @notice `index` is not below `count()`.
@@ -33,10 +28,6 @@ contract RecordStoreMonolithic {
     /// @notice A reading needs a device and a status other than None.
     error InvalidRecord();
 
-    /// @notice An admin transfer was started (`to` must call `acceptAdmin`); `to` zero cancels it.
-    event AdminTransferStarted(address indexed from, address indexed to);
-    /// @notice The admin changed.
-    event AdminTransferred(address indexed from, address indexed to);
     /// @notice The contract was retired by `by`.
     event Retired(address indexed by);
     /// @notice Device `device` reported `value` for record `id` at `timestamp`.
@@ -46,25 +37,14 @@ contract RecordStoreMonolithic {
     /// @notice The admin migrated `count` records in (one event per batch).
     event RecordsImported(uint256 count);
 
-    // _admin and _retired share a slot, as in KontraktContract.
-    address private _admin;
+    // Shares TwoStepAdmin's `_admin` slot, as in KontraktContract.
     bool private _retired;
-    address private _pendingAdmin;
     mapping(uint256 => uint256) private _values;
     mapping(uint256 => uint256) private _meta;
     uint256[] private _ids;
 
     /// @param admin_ The admin, who may migrate records in with `putMany` (cannot be zero).
-    constructor(address admin_) {
-        if (admin_ == address(0)) revert ZeroAddress();
-        _admin = admin_;
-        emit AdminTransferred(address(0), admin_);
-    }
-
-    modifier onlyAdmin() {
-        if (msg.sender != _admin) revert NotAdmin(msg.sender);
-        _;
-    }
+    constructor(address admin_) TwoStepAdmin(admin_) {}
 
     /// @dev Guards every state-changing function: nothing changes after `retire`.
     modifier whenActive() {
@@ -74,38 +54,10 @@ contract RecordStoreMonolithic {
 
     // ---------------------------------------------------------------- admin
 
-    /// @notice The admin (migrates records in, retires).
-    /// @return The admin address.
-    function admin() external view returns (address) {
-        return _admin;
-    }
-
-    /// @notice The admin-elect of a started two-step transfer (zero if none).
-    /// @return The pending admin address.
-    function pendingAdmin() external view returns (address) {
-        return _pendingAdmin;
-    }
-
     /// @notice Whether the contract was retired (every state-changing function reverts).
     /// @return True once retired.
     function retired() external view returns (bool) {
         return _retired;
-    }
-
-    /// @notice Starts a two-step admin transfer; `next` completes it with `acceptAdmin`.
-    /// @param next The proposed admin (zero cancels a started transfer).
-    function transferAdmin(address next) external onlyAdmin {
-        _pendingAdmin = next;
-        emit AdminTransferStarted(msg.sender, next);
-    }
-
-    /// @notice Completes an admin transfer; only the pending admin may call it.
-    function acceptAdmin() external {
-        if (msg.sender != _pendingAdmin || msg.sender == address(0)) revert NotPendingAdmin(msg.sender);
-        address previous = _admin;
-        _admin = msg.sender;
-        _pendingAdmin = address(0);
-        emit AdminTransferred(previous, msg.sender);
     }
 
     /// @notice Retires this version for good: every state-changing function reverts with

@@ -224,14 +224,19 @@ impl Pair {
         // after it), and no read-only window is needed.
         let tx = db.setWriter(logic, self.version).into_transaction_request();
         if let Err(e) = chain.send("setWriter", tx, &abis).await {
-            // A concurrent replica may have done the same switch: accept its result.
-            let (writer, _, read_only) = read_writer(chain, database).await?;
-            if writer == logic {
-                if read_only {
-                    let tx = db.setReadOnly(false).into_transaction_request();
-                    let _ = chain.send("setReadOnly(false)", tx, &abis).await;
+            // A concurrent replica may be doing the same switch: its transaction can
+            // be pending (our estimate already saw it and reverted) but not yet
+            // mined. Give it a few blocks' time, then accept its result.
+            for _ in 0..SWITCH_SETTLE_POLLS {
+                let (writer, _, read_only) = read_writer(chain, database).await?;
+                if writer == logic {
+                    if read_only {
+                        let tx = db.setReadOnly(false).into_transaction_request();
+                        let _ = chain.send("setReadOnly(false)", tx, &abis).await;
+                    }
+                    return Ok(false);
                 }
-                return Ok(false);
+                tokio::time::sleep(SWITCH_SETTLE_INTERVAL).await;
             }
             return Err(e.into());
         }
@@ -303,6 +308,10 @@ fn rpc(what: &'static str) -> impl Fn(alloy::contract::Error) -> ChainError {
 
 /// Sends `salt ++ initcode` to the proxy unless code already sits at the CREATE2 address.
 /// Returns whether this call created it.
+/// How long a failed writer switch waits for a concurrent replica's switch to be mined.
+const SWITCH_SETTLE_POLLS: u32 = 20;
+const SWITCH_SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 async fn create_if_absent(
     chain: &Chain,
     what: &'static str,
@@ -318,7 +327,15 @@ async fn create_if_absent(
     let sent = chain.send(what, tx, &[]).await;
     let present = !chain.code_at(d.address).await?.is_empty();
     match (sent, present) {
-        (Ok(_), true) => Ok(true),
+        // The proxy does not revert when CREATE2 meets an occupied address, so a
+        // successful transaction proves nothing: ours created the code only if the
+        // new contract's constructor logged in it (every pair contract emits
+        // `AdminTransferred` from its constructor).
+        (Ok(receipt), true) => Ok(receipt
+            .inner
+            .logs()
+            .iter()
+            .any(|log| log.address() == d.address)),
         // Lost a race with another deployer: the code is there, which is all we need.
         (Err(e), true) => {
             tracing::debug!(%what, error = %e, "CREATE2 failed but the code is present");

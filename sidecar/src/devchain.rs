@@ -3,6 +3,7 @@
 //! harness and `make demo`; never by the sidecar in a pod.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,6 +65,9 @@ impl Anvil {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // npm's `anvil` is a node wrapper that starts the real binary as its
+            // child: a group of their own lets Drop stop both.
+            .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start anvil {}: {e}", bin.display()))?;
         let mut anvil = Self {
@@ -95,6 +99,11 @@ impl Anvil {
 
 impl Drop for Anvil {
     fn drop(&mut self) {
+        // The whole group: killing only the wrapper would leave anvil running.
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            // SAFETY: killpg only sends a signal; the group is the one spawned above.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

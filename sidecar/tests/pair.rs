@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use alloy::json_abi::JsonAbi;
 use alloy::primitives::{Address, U256, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
@@ -112,13 +113,47 @@ async fn two_concurrent_deployers_end_with_one_pair() {
     let (ra, rb) = tokio::join!(pa.ensure(&a), pb.ensure(&b));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(pa.plan.addresses, pb.plan.addresses);
+    // Each replica may rightly say it created a contract: with one key and the same
+    // nonce both can sign the very same transaction. What must hold is on chain:
+    // each contract was created by exactly one transaction.
+    assert!(ra.database_created || rb.database_created, "{ra:?} {rb:?}");
+    assert!(ra.logic_created || rb.logic_created, "{ra:?} {rb:?}");
+    let addresses = &pa.plan.addresses;
     assert_eq!(
-        u8::from(ra.database_created) + u8::from(rb.database_created),
+        creations(&a, addresses.database).await,
         1,
-        "{ra:?} {rb:?}"
+        "database creations"
     );
-    assert_eq!(u8::from(ra.logic_created) + u8::from(rb.logic_created), 1);
+    assert_eq!(creations(&a, addresses.logic).await, 1, "logic creations");
     assert!(pa.state(&a).await.unwrap().is_ready(&pa.plan));
+}
+
+/// Transactions on chain in which the contract at `address` ran its constructor
+/// (every pair contract's constructor logs `AdminTransferred(0, admin)`).
+async fn creations(chain: &Chain, address: Address) -> usize {
+    use alloy::eips::BlockNumberOrTag;
+    let constructed = alloy::primitives::keccak256("AdminTransferred(address,address)");
+    let latest = chain.provider().get_block_number().await.unwrap();
+    let mut count = 0;
+    for n in 0..=latest {
+        let receipts = chain
+            .provider()
+            .get_block_receipts(BlockNumberOrTag::Number(n).into())
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        count += receipts
+            .iter()
+            .filter(|r| {
+                r.inner.logs().iter().any(|l| {
+                    l.address() == address
+                        && l.topics().first() == Some(&constructed)
+                        && l.topics().get(1) == Some(&alloy::primitives::B256::ZERO)
+                })
+            })
+            .count();
+    }
+    count
 }
 
 #[tokio::test]
@@ -274,6 +309,66 @@ async fn a_retired_logic_can_never_write_again() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("LogicIsRetired"), "{err}");
+}
+
+/// Sends `tx` and expects a revert that names `error`.
+async fn expect_revert(chain: &Chain, tx: TransactionRequest, abi: &JsonAbi, error: &str) {
+    let err = chain.send(error, tx, &[abi]).await.unwrap_err().to_string();
+    assert!(err.contains(error), "{err}");
+}
+
+/// The two-step admin transfer (`TwoStepAdmin`), shared by the database and the logic.
+#[tokio::test]
+async fn the_admin_is_handed_over_in_two_steps() {
+    let anvil = Anvil::spawn();
+    let (_d0, admin_key) = key_file(DEV_KEYS[0]);
+    let (_d1, next_key) = key_file(DEV_KEYS[1]);
+    let cfg = config(&anvil.url, &admin_key, "RecordStore", 1);
+    let admin = connect(&cfg).await;
+    let pair = Pair::from_config(&cfg, admin.signer()).unwrap();
+    pair.ensure(&admin).await.unwrap();
+    let next = connect(&config(&anvil.url, &next_key, "RecordStore", 1)).await;
+    let abi = Artifact::builtin("RecordStore").unwrap().abi;
+    let db_abi = Artifact::contract_database().abi;
+
+    // The database: only the pending admin accepts, and a zero `next` cancels.
+    let db = ContractDatabase::new(pair.plan.addresses.database, admin.provider());
+    let accept = || db.acceptAdmin().into_transaction_request();
+    let transfer = |to| db.transferAdmin(to).into_transaction_request();
+    expect_revert(&next, accept(), &db_abi, "NotPendingAdmin").await;
+    admin
+        .send("transfer", transfer(next.signer()), &[&db_abi])
+        .await
+        .unwrap();
+    assert_eq!(db.pendingAdmin().call().await.unwrap(), next.signer());
+    admin
+        .send("cancel", transfer(Address::ZERO), &[&db_abi])
+        .await
+        .unwrap();
+    expect_revert(&next, accept(), &db_abi, "NotPendingAdmin").await;
+    admin
+        .send("transfer", transfer(next.signer()), &[&db_abi])
+        .await
+        .unwrap();
+    next.send("accept", accept(), &[&db_abi]).await.unwrap();
+    assert_eq!(db.admin().call().await.unwrap(), next.signer());
+    assert_eq!(db.pendingAdmin().call().await.unwrap(), Address::ZERO);
+    expect_revert(&admin, transfer(admin.signer()), &db_abi, "NotAdmin").await;
+
+    // The logic: the new admin can retire it (its admin and retired flag share a slot).
+    let store = RecordStore::new(pair.plan.addresses.logic, admin.provider());
+    let tx = store
+        .transferAdmin(next.signer())
+        .into_transaction_request();
+    admin.send("transfer", tx, &[&abi]).await.unwrap();
+    let tx = store.acceptAdmin().into_transaction_request();
+    next.send("accept", tx, &[&abi]).await.unwrap();
+    assert_eq!(store.admin().call().await.unwrap(), next.signer());
+    let retire = || store.retire().into_transaction_request();
+    expect_revert(&admin, retire(), &abi, "NotAdmin").await;
+    next.send("retire", retire(), &[&abi]).await.unwrap();
+    assert!(store.retired().call().await.unwrap());
+    assert_eq!(store.admin().call().await.unwrap(), next.signer());
 }
 
 #[tokio::test]

@@ -58,10 +58,19 @@ check-generated: npm
 
 ## Lint ----------------------------------------------------------------------
 
-.PHONY: lint
-lint:
+.PHONY: lint chart
+lint: chart
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The Helm chart lints and renders in its three shapes (all namespaces; leader
+# election with two replicas; one watched namespace with a Role); bad values are refused.
+chart: controlplane
+	helm lint --strict charts/kontrakt
+	helm template t charts/kontrakt >/dev/null
+	helm template t charts/kontrakt --set replicaCount=2 | grep -q 'name: t-kontrakt-leader-election'
+	helm template t charts/kontrakt --set watchNamespace=team-a | grep -q '^kind: Role$$'
+	! helm template t charts/kontrakt --set replicaCount=0 >/dev/null 2>&1
 
 ## Local control plane -------------------------------------------------------
 

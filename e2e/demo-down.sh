@@ -5,7 +5,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 run=$(dirname "$here")/.kontrakt/demo
 for name in sidecar operator anvil; do
   [ -f "$run/$name.pid" ] || continue
-  kill "$(cat "$run/$name.pid")" 2>/dev/null && echo "stopped $name"
+  pid=$(cat "$run/$name.pid")
+  # anvil runs in a process group of its own (wrapper + binary): stop the group.
+  { kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null; } && echo "stopped $name"
   rm -f "$run/$name.pid"
 done
 rm -rf "$run/shipping-pod"

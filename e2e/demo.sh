@@ -39,7 +39,8 @@ step "anvil on 127.0.0.1:8545 (the chain the sample names)"
 if (exec 3<>/dev/tcp/127.0.0.1/8545) 2>/dev/null; then
   echo "something already listens on 8545; using it"
 else
-  anvil --host 127.0.0.1 --port 8545 --chain-id 31337 > "$run/anvil.log" 2>&1 &
+  # Its own process group: npm's anvil is a node wrapper around the real binary.
+  setsid anvil --host 127.0.0.1 --port 8545 --chain-id 31337 > "$run/anvil.log" 2>&1 &
   started anvil $!
   wait_port 8545 anvil
 fi

@@ -5,6 +5,7 @@
 //! and exports `KUBECONFIG`). Without it they fail loudly: they never skip.
 
 pub mod contract_services;
+pub mod pod_runner;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{

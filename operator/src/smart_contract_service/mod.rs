@@ -287,3 +287,6 @@ pub(crate) async fn publish(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod call_sequence_tests;

@@ -1,0 +1,187 @@
+//! Call-sequence tests with a mocked API server (tower-test): which requests a
+//! reconcile makes, in which order, and that it makes no others.
+
+use super::{apply, build, reconcile_service, validate};
+use crate::{
+    api::SmartContractService,
+    context::{Context, Settings},
+    metrics::Metrics,
+};
+use http::{Method, Request, Response, StatusCode};
+use kube::{Client, client::Body, runtime::controller::Action};
+use serde_json::{Value, json};
+use std::{sync::Arc, time::Duration};
+use tower_test::mock::{self, Handle};
+
+type ApiServer = Handle<Request<Body>, Response<Body>>;
+
+fn mock_client() -> (Client, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "supply"), handle)
+}
+
+fn sample() -> SmartContractService {
+    let mut scs: SmartContractService =
+        serde_yaml::from_str(include_str!("../../../e2e/samples/shipping.yaml")).unwrap();
+    scs.metadata.namespace = Some("supply".into());
+    scs.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+    scs.metadata.generation = Some(1);
+    scs.metadata.finalizers = Some(vec![super::FINALIZER.into()]);
+    scs
+}
+
+fn respond(status: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+fn not_found(kind: &str, name: &str) -> Response<Body> {
+    respond(
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+               "message": format!("{kind} {name:?} not found"), "code": 404}),
+    )
+}
+
+/// Takes the next request, checks its method and path, answers it.
+async fn expect(
+    server: &mut ApiServer,
+    method: Method,
+    path: &str,
+    answer: impl FnOnce(Value) -> Response<Body>,
+) {
+    let (request, send) = server
+        .next_request()
+        .await
+        .unwrap_or_else(|| panic!("expected {method} {path}, got none"));
+    assert_eq!(
+        (request.method(), request.uri().path()),
+        (&method, path),
+        "request order"
+    );
+    let body = request.into_body().collect_bytes().await.unwrap();
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    };
+    send.send_response(answer(body));
+}
+
+fn context(client: Client) -> Arc<Context> {
+    Context::new(client, Arc::new(Metrics::default()), Settings::default())
+}
+
+#[tokio::test]
+async fn a_missing_signer_secret_writes_ready_false_once_and_records_why() {
+    let (client, mut server) = mock_client();
+    let ctx = context(client);
+    let scs = sample();
+    let apiserver = tokio::spawn(async move {
+        expect(
+            &mut server,
+            Method::GET,
+            "/api/v1/namespaces/supply/secrets/anvil-dev-key",
+            |_| not_found("secrets", "anvil-dev-key"),
+        )
+        .await;
+        expect(
+            &mut server,
+            Method::PATCH,
+            "/apis/kontrakt.dev/v1alpha1/namespaces/supply/smartcontractservices/shipping/status",
+            |body| {
+                let ready = &body["status"]["conditions"][0];
+                assert_eq!(
+                    (ready["type"].as_str(), ready["status"].as_str()),
+                    (Some("Ready"), Some("False"))
+                );
+                assert_eq!(ready["reason"], "SignerSecretNotFound");
+                assert_eq!(body["status"]["phase"], "Failed");
+                respond(StatusCode::OK, serde_json::to_value(sample()).unwrap())
+            },
+        )
+        .await;
+        expect(
+            &mut server,
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/supply/events",
+            |body| {
+                assert_eq!(body["reason"], "SignerSecretNotFound");
+                assert_eq!(body["type"], "Warning");
+                respond(StatusCode::CREATED, body)
+            },
+        )
+        .await;
+        server
+    });
+    let action = reconcile_service(&scs, &ctx)
+        .await
+        .expect("an invalid spec is not an error");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(120)),
+        "a missing reference is looked at again slowly"
+    );
+    let mut server = apiserver.await.unwrap();
+    drop(ctx);
+    assert!(server.next_request().await.is_none(), "no further calls");
+}
+
+#[tokio::test]
+async fn owned_objects_already_applied_are_read_not_written() {
+    let scs = sample();
+    let refs = validate::References {
+        signer_key: Some(b"0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"),
+        artifact_json: None,
+    };
+    let plan = validate::validate(&scs, &refs).unwrap();
+    let children = build::build(&scs, &plan, "sidecar:test");
+    // What the cluster holds: each child stamped with the hash of exactly this content.
+    let stamped: Vec<(String, String)> = vec![
+        (
+            "/api/v1/namespaces/supply/serviceaccounts/shipping".into(),
+            apply::applied_hash(&children.service_account),
+        ),
+        (
+            "/api/v1/namespaces/supply/configmaps/shipping-sidecar".into(),
+            apply::applied_hash(&children.config_map),
+        ),
+        (
+            "/apis/apps/v1/namespaces/supply/deployments/shipping".into(),
+            apply::applied_hash(&children.deployment),
+        ),
+        (
+            "/api/v1/namespaces/supply/services/shipping".into(),
+            apply::applied_hash(&children.service),
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/supply/networkpolicies/shipping".into(),
+            apply::applied_hash(&children.network_policy),
+        ),
+    ];
+    let (client, mut server) = mock_client();
+    let apiserver = tokio::spawn(async move {
+        for (path, hash) in stamped {
+            expect(&mut server, Method::GET, &path, |_| {
+                respond(
+                    StatusCode::OK,
+                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                           "metadata": {"name": "shipping", "namespace": "supply",
+                                        "annotations": {apply::APPLIED_HASH_ANNOTATION: hash}}}),
+                )
+            })
+            .await;
+        }
+        server
+    });
+    let written = apply::apply(&client, "supply", children).await.unwrap();
+    assert_eq!(written, 0);
+    let mut server = apiserver.await.unwrap();
+    drop(client);
+    assert!(
+        server.next_request().await.is_none(),
+        "no PATCH followed the reads"
+    );
+}

@@ -38,8 +38,10 @@ node_modules/.package-lock.json: package-lock.json package.json
 
 .PHONY: npm controlplane tools
 npm: node_modules/.package-lock.json
+# Builds (once, cached) the control plane and links its bin dir (kubectl, helm,
+# kwokctl) to .kontrakt/bin, which is first on PATH for every recipe.
 controlplane:
-	e2e/controlplane/build.sh >/dev/null
+	@mkdir -p $(STATE) && ln -sfn "$$(e2e/controlplane/build.sh)" $(STATE)/bin
 tools: npm controlplane
 
 ## Generated files (committed, checked fresh) --------------------------------

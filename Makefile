@@ -105,6 +105,22 @@ tests: tools
 test: tools check-generated lint tests gas
 	@echo "make test: all checks passed"
 
+## Benchmarks ----------------------------------------------------------------
+
+# The scale benchmark (operator/benches/scale.rs): OBJECTS SmartContractServices
+# at once through the release operator vs. the plain-client floor, on its own
+# cluster "bench" (own state dir, so it never touches the default cluster's
+# kubeconfig). Torn down whatever the outcome; fails when a target is missed.
+OBJECTS ?= 100
+.PHONY: bench-scale
+bench-scale: tools
+	@export KONTRAKT_CLUSTER=bench KONTRAKT_STATE=$(STATE)/bench; \
+	e2e/cluster-up.sh >/dev/null; trap 'e2e/cluster-down.sh' EXIT; \
+	export KUBECONFIG=$(STATE)/bench/kubeconfig; \
+	kubectl apply --server-side -f crds/ >/dev/null; \
+	kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null; \
+	$(CARGO) bench -p kontrakt-operator --bench scale -- --objects $(OBJECTS)
+
 ## Demo ----------------------------------------------------------------------
 
 .PHONY: demo demo-down

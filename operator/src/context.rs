@@ -44,31 +44,47 @@ pub struct Context {
     pub settings: Settings,
     /// Per-object retry delays for transient failures.
     pub backoff: Arc<Backoff>,
+    /// Per-object delays between looks at an object still on its way (the
+    /// Deployment watch usually says first: pods turn ready once the pair is).
+    pub progress: Arc<Backoff>,
 }
 
-/// Exponential backoff per object: 5 s, 10 s, 20 s ... up to 5 minutes, reset
-/// by a success. Transient failures are retried without hot-looping.
-#[derive(Default)]
+/// Exponential backoff per object, reset by [`Backoff::reset`]: transient
+/// failures are retried (5 s … 5 min) and objects still on their way are
+/// polled (10 s … 1 min) without hot-looping.
 pub struct Backoff {
-    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    first: Duration,
+    max: Duration,
+    attempts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(5), Duration::from_secs(300))
+    }
 }
 
 impl Backoff {
-    const FIRST: Duration = Duration::from_secs(5);
-    const MAX: Duration = Duration::from_secs(300);
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Self {
+            first,
+            max,
+            attempts: Default::default(),
+        }
+    }
 
-    /// The delay before the next attempt for `key`, counting this failure.
+    /// The delay before the next attempt for `key`, counting this one.
     pub fn next(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key.to_owned()).or_insert(0);
-        let delay = Self::FIRST.saturating_mul(1 << (*n).min(16)).min(Self::MAX);
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = attempts.entry(key.to_owned()).or_insert(0);
+        let delay = self.first.saturating_mul(1 << (*n).min(16)).min(self.max);
         *n = n.saturating_add(1);
         delay
     }
 
-    /// Forgets the failures of `key` after a success.
+    /// Forgets the attempts of `key` (after a success, or once it is ready).
     pub fn reset(&self, key: &str) {
-        self.failures
+        self.attempts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
@@ -88,6 +104,10 @@ impl Context {
             metrics,
             settings,
             backoff: Arc::default(),
+            progress: Arc::new(Backoff::new(
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+            )),
         })
     }
 }

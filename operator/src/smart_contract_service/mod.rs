@@ -43,8 +43,6 @@ pub const FINALIZER: &str = "kontrakt.dev/retire";
 pub const SKIP_RETIRE_ANNOTATION: &str = "kontrakt.dev/skip-retire";
 /// Reconciles running at once.
 const RECONCILE_CONCURRENCY: u16 = 32;
-/// Look again this soon while the pair or the sidecars are on their way.
-const PROGRESS_REQUEUE: Duration = Duration::from_secs(10);
 /// A spec whose referenced Secret or ConfigMap is missing is looked at again
 /// this rarely (those objects are not watched); other invalid specs wait for a change.
 const MISSING_REFERENCE_REQUEUE: Duration = Duration::from_secs(120);
@@ -198,10 +196,11 @@ async fn reconcile_service(scs: &SmartContractService, ctx: &Context) -> Result<
         Action::requeue(ctx.backoff.next(&key(scs)))
     } else if outcome.ready {
         ctx.backoff.reset(&key(scs));
+        ctx.progress.reset(&key(scs));
         Action::requeue(ctx.settings.resync)
     } else {
         ctx.backoff.reset(&key(scs));
-        Action::requeue(PROGRESS_REQUEUE)
+        Action::requeue(ctx.progress.next(&key(scs)))
     })
 }
 

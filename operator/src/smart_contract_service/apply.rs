@@ -17,7 +17,9 @@ use std::fmt::Debug;
 /// Annotation holding the hash of the object as last applied by the operator.
 pub const APPLIED_HASH_ANNOTATION: &str = "kontrakt.dev/applied-hash";
 
-/// Applies every child; returns how many were written.
+/// Applies every child; returns how many were written. The objects the pods
+/// need (ServiceAccount, ConfigMap) and the independent ones go together, the
+/// Deployment last, so new pods always find the config their hash names.
 pub async fn apply(
     client: &Client,
     namespace: &str,
@@ -30,14 +32,17 @@ pub async fn apply(
         service,
         network_policy,
     } = children;
-    let mut written = 0;
-    written += apply_one(client, namespace, service_account).await? as usize;
-    // The ConfigMap before the Deployment, so new pods find the config they hash.
-    written += apply_one(client, namespace, config_map).await? as usize;
-    written += apply_one(client, namespace, deployment).await? as usize;
-    written += apply_one(client, namespace, service).await? as usize;
-    written += apply_one(client, namespace, network_policy).await? as usize;
-    Ok(written)
+    let (a, b, c, d) = futures::try_join!(
+        apply_one(client, namespace, service_account),
+        apply_one(client, namespace, config_map),
+        apply_one(client, namespace, service),
+        apply_one(client, namespace, network_policy),
+    )?;
+    let e = apply_one(client, namespace, deployment).await?;
+    Ok([a, b, c, d, e]
+        .into_iter()
+        .filter(|written| *written)
+        .count())
 }
 
 /// The content hash the operator stamps on what it applies.

@@ -162,18 +162,31 @@ async fn owned_objects_already_applied_are_read_not_written() {
         ),
     ];
     let (client, mut server) = mock_client();
+    let metadata = |hash: &str| {
+        respond(
+            StatusCode::OK,
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": "shipping", "namespace": "supply",
+                                "annotations": {apply::APPLIED_HASH_ANNOTATION: hash}}}),
+        )
+    };
     let apiserver = tokio::spawn(async move {
-        for (path, hash) in stamped {
-            expect(&mut server, Method::GET, &path, |_| {
-                respond(
-                    StatusCode::OK,
-                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                           "metadata": {"name": "shipping", "namespace": "supply",
-                                        "annotations": {apply::APPLIED_HASH_ANNOTATION: hash}}}),
-                )
-            })
-            .await;
+        // Four independent objects are read in any order, the Deployment last.
+        let (deployment, mut others): (Vec<_>, Vec<_>) = stamped
+            .into_iter()
+            .partition(|(path, _)| path.contains("/deployments/"));
+        for _ in 0..others.len() {
+            let (request, send) = server.next_request().await.expect("a metadata GET");
+            assert_eq!(request.method(), Method::GET);
+            let at = others
+                .iter()
+                .position(|(path, _)| path == request.uri().path())
+                .unwrap_or_else(|| panic!("unexpected {}", request.uri().path()));
+            let (_, hash) = others.remove(at);
+            send.send_response(metadata(&hash));
         }
+        let (path, hash) = &deployment[0];
+        expect(&mut server, Method::GET, path, |_| metadata(hash)).await;
         server
     });
     let written = apply::apply(&client, "supply", children).await.unwrap();

@@ -59,36 +59,42 @@ async fn read_chain(plan: &Plan) -> Result<ChainState, String> {
     let provider = ProviderBuilder::new()
         .disable_recommended_fillers()
         .connect_http(url);
-    let actual = provider.get_chain_id().await.map_err(|e| e.to_string())?;
+    let (actual, block) = tokio::join!(provider.get_chain_id(), provider.get_block_number());
+    let actual = actual.map_err(|e| e.to_string())?;
     if actual != plan.sidecar_config.chain.chain_id {
         return Ok(ChainState::WrongChain { actual });
     }
+    // Every read at one block, so they describe one state of the chain.
+    let at = alloy::eips::BlockId::number(block.map_err(|e| e.to_string())?);
     let code_hash = |code: alloy::primitives::Bytes| (!code.is_empty()).then(|| keccak256(&code));
-    let database_code = code_hash(
+    let db = ContractDatabase::new(plan.addresses.database, &provider);
+    let logic = KontraktContract::new(plan.addresses.logic, &provider);
+    // Independent reads, together. Before the pair exists the calls fail: the
+    // code reads decide which answers count.
+    let (database_code, logic_code, writer, writer_version, retired) = tokio::join!(
         provider
             .get_code_at(plan.addresses.database)
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    let logic_code = code_hash(
+            .block_id(at)
+            .into_future(),
         provider
             .get_code_at(plan.addresses.logic)
-            .await
-            .map_err(|e| e.to_string())?,
+            .block_id(at)
+            .into_future(),
+        async { db.writer().call().block(at).await },
+        async { db.writerVersion().call().block(at).await },
+        async { logic.retired().call().block(at).await },
     );
-    let (mut writer, mut writer_version, mut retired) = (Address::ZERO, 0, false);
+    let database_code = code_hash(database_code.map_err(|e| e.to_string())?);
+    let logic_code = code_hash(logic_code.map_err(|e| e.to_string())?);
+    let (mut writer_out, mut version_out, mut retired_out) = (Address::ZERO, 0, false);
     if database_code.is_some() {
-        let db = ContractDatabase::new(plan.addresses.database, &provider);
-        writer = db.writer().call().await.map_err(|e| e.to_string())?;
-        writer_version = db.writerVersion().call().await.map_err(|e| e.to_string())?;
+        writer_out = writer.map_err(|e| e.to_string())?;
+        version_out = writer_version.map_err(|e| e.to_string())?;
     }
     if logic_code.is_some() {
-        retired = KontraktContract::new(plan.addresses.logic, &provider)
-            .retired()
-            .call()
-            .await
-            .map_err(|e| e.to_string())?;
+        retired_out = retired.map_err(|e| e.to_string())?;
     }
+    let (writer, writer_version, retired) = (writer_out, version_out, retired_out);
     Ok(ChainState::Observed(PairState {
         database_code,
         logic_code,

@@ -25,7 +25,7 @@ use k8s_openapi::{
         util::intstr::IntOrString,
     },
 };
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use std::collections::BTreeMap;
 
 /// Pod template annotation holding [`Plan::config_hash`]: a new value rolls the pods.
@@ -403,19 +403,6 @@ fn host_and_port(url: &str) -> Option<(String, u16)> {
         }
     };
     Some((host, port.unwrap_or(default_port)))
-}
-
-/// The objects as (kind, name) for messages.
-impl Children {
-    pub fn names(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("ServiceAccount", self.service_account.name_any()),
-            ("ConfigMap", self.config_map.name_any()),
-            ("Deployment", self.deployment.name_any()),
-            ("Service", self.service.name_any()),
-            ("NetworkPolicy", self.network_policy.name_any()),
-        ]
-    }
 }
 
 #[cfg(test)]

@@ -20,12 +20,9 @@ fn mock_client() -> (Client, ApiServer) {
     (Client::new(service, "supply"), handle)
 }
 
+/// The unit tests' sample, as the finalizer helper leaves it before Apply.
 fn sample() -> SmartContractService {
-    let mut scs: SmartContractService =
-        serde_yaml::from_str(include_str!("../../../e2e/samples/shipping.yaml")).unwrap();
-    scs.metadata.namespace = Some("supply".into());
-    scs.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
-    scs.metadata.generation = Some(1);
+    let mut scs = super::tests::sample();
     scs.metadata.finalizers = Some(vec![super::FINALIZER.into()]);
     scs
 }
@@ -133,7 +130,7 @@ async fn a_missing_signer_secret_writes_ready_false_once_and_records_why() {
 async fn owned_objects_already_applied_are_read_not_written() {
     let scs = sample();
     let refs = validate::References {
-        signer_key: Some(b"0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"),
+        signer_key: Some(super::tests::DEV_KEY),
         artifact_json: None,
     };
     let plan = validate::validate(&scs, &refs).unwrap();

@@ -2,7 +2,7 @@
 //! readable), then let the finalizer go so garbage collection removes the
 //! owned objects.
 
-use super::{KIND, SKIP_RETIRE_ANNOTATION, error::Error, publish};
+use super::{SKIP_RETIRE_ANNOTATION, error::Error, publish};
 use crate::{api::SmartContractService, context::Context};
 use alloy::{
     primitives::Address, providers::Provider, rpc::types::TransactionRequest, sol_types::SolCall,
@@ -18,7 +18,6 @@ use kube::{Api, Resource, ResourceExt, runtime::controller::Action, runtime::eve
 use tracing::info;
 
 pub async fn cleanup(scs: &SmartContractService, ctx: &Context) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(KIND);
     let reference = scs.object_ref(&());
     let skip = |reason: &'static str, note: String| async move {
         publish(ctx, &scs.object_ref(&()), EventType::Warning, reason, &note).await;

@@ -353,11 +353,5 @@ pub fn invalid(
         reason: invalid.reason,
         message: invalid.message.clone(),
     };
-    (
-        SmartContractServiceStatus {
-            phase: Some(Phase::Failed),
-            ..status
-        },
-        vec![ready],
-    )
+    (status, vec![ready])
 }

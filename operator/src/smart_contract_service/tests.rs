@@ -13,10 +13,11 @@ use k8s_openapi::{
 };
 
 /// anvil's first development key: public test material.
-const DEV_KEY: &[u8] = b"0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+pub(super) const DEV_KEY: &[u8] =
+    b"0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const DEV_ADDRESS: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 
-fn sample() -> SmartContractService {
+pub(super) fn sample() -> SmartContractService {
     let mut scs: SmartContractService =
         serde_yaml::from_str(include_str!("../../../e2e/samples/shipping.yaml"))
             .expect("sample parses");

@@ -2,7 +2,7 @@
 //! [`Plan`] that `build` and `status` use, or an [`Invalid`] reason. Pure.
 
 use super::error::Invalid;
-use crate::api::{ContractTemplate, DatabaseMode, SmartContractService};
+use crate::api::{ContractTemplate, DatabaseMode, HttpMethod, SmartContractService};
 use alloy::primitives::Address;
 use kontrakt_sidecar::{
     PairAddresses, PairSpec, SidecarConfig,
@@ -182,10 +182,10 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
                 .map(|e| OracleEndpoint {
                     name: e.name.clone(),
                     url: e.url.clone(),
-                    method: serde_json::to_value(e.method)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "GET".into()),
+                    method: match e.method {
+                        HttpMethod::Get => "GET".into(),
+                        HttpMethod::Post => "POST".into(),
+                    },
                     timeout_seconds: u64::try_from(e.timeout_seconds).unwrap_or(10),
                     retries: u32::try_from(e.retries).unwrap_or(0),
                 })

@@ -55,7 +55,8 @@ pub struct Context {
 pub struct Backoff {
     first: Duration,
     max: Duration,
-    attempts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Per key: the epoch the attempts count for, and how many there were.
+    attempts: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
 }
 
 impl Default for Backoff {
@@ -75,10 +76,22 @@ impl Backoff {
 
     /// The delay before the next attempt for `key`, counting this one.
     pub fn next(&self, key: &str) -> Duration {
+        self.next_in(key, 0)
+    }
+
+    /// Like [`Backoff::next`], starting over whenever `epoch` changes (e.g. a new
+    /// spec generation: a new desired state is looked at quickly again).
+    pub fn next_in(&self, key: &str, epoch: i64) -> Duration {
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = attempts.entry(key.to_owned()).or_insert(0);
-        let delay = self.first.saturating_mul(1 << (*n).min(16)).min(self.max);
-        *n = n.saturating_add(1);
+        let entry = attempts.entry(key.to_owned()).or_insert((epoch, 0));
+        if entry.0 != epoch {
+            *entry = (epoch, 0);
+        }
+        let delay = self
+            .first
+            .saturating_mul(1 << entry.1.min(16))
+            .min(self.max);
+        entry.1 = entry.1.saturating_add(1);
         delay
     }
 
@@ -124,5 +137,17 @@ mod tests {
         assert_eq!(b.next("ns/b").as_secs(), 5, "per object");
         b.reset("ns/a");
         assert_eq!(b.next("ns/a").as_secs(), 5);
+    }
+
+    #[test]
+    fn a_new_epoch_starts_over() {
+        let b = Backoff::new(Duration::from_secs(10), Duration::from_secs(60));
+        let delays: Vec<_> = (0..4).map(|_| b.next_in("ns/a", 1).as_secs()).collect();
+        assert_eq!(delays, [10, 20, 40, 60]);
+        assert_eq!(
+            b.next_in("ns/a", 2).as_secs(),
+            10,
+            "generation 2 is polled quickly"
+        );
     }
 }

@@ -200,7 +200,10 @@ async fn reconcile_service(scs: &SmartContractService, ctx: &Context) -> Result<
         Action::requeue(ctx.settings.resync)
     } else {
         ctx.backoff.reset(&key(scs));
-        Action::requeue(ctx.progress.next(&key(scs)))
+        Action::requeue(
+            ctx.progress
+                .next_in(&key(scs), scs.metadata.generation.unwrap_or_default()),
+        )
     })
 }
 

@@ -127,7 +127,9 @@ contract AssetTracking is KontraktOracle {
     // ---------------------------------------------------------------- thing communication
 
     /// @notice Asks the oracle whether the container and its retailer are at the same location
-    /// (endpoint "Colocation", params abi.encode(container, retailer)); payer, retailer or admin only.
+    /// (endpoint "Colocation" with the parameters container and retailer, both as lowercase
+    /// 0x-hex, e.g. `Colocation?container=0x…&retailer=0x…`; the answer is a JSON boolean);
+    /// payer, retailer or admin only.
     /// @param container The container id.
     /// @return requestId The oracle request id.
     function requestColocation(bytes32 container) external whenActive returns (bytes32 requestId) {
@@ -138,7 +140,9 @@ contract AssetTracking is KontraktOracle {
         }
         requestId = _requestData(
             "Colocation",
-            abi.encode(container, retailer),
+            _oracleParams(
+                "container", _hexString(abi.encodePacked(container)), "retailer", _hexString(abi.encodePacked(retailer))
+            ),
             this.onColocation.selector,
             uint64(block.timestamp) + ORACLE_TIMEOUT
         );

@@ -106,7 +106,8 @@ contract Shipping is KontraktOracle {
     // ---------------------------------------------------------------- thing communication
 
     /// @notice Asks the oracle for the shipment cost of the shipment's device category
-    /// (endpoint "ShipmentCost", params abi.encode(device)); supplier or receiver only.
+    /// (endpoint "ShipmentCost" with the parameter device, the paper's
+    /// `ShipmentCost?device=VerticalPump`); supplier or receiver only.
     /// @param id The shipment id.
     /// @return requestId The oracle request id.
     function requestShipmentCost(bytes32 id) external whenActive returns (bytes32 requestId) {
@@ -116,7 +117,10 @@ contract Shipping is KontraktOracle {
         }
         string memory device = _getString(_key(id, DEVICE));
         requestId = _requestData(
-            "ShipmentCost", abi.encode(device), this.onShipmentCost.selector, uint64(block.timestamp) + ORACLE_TIMEOUT
+            "ShipmentCost",
+            _oracleParams("device", device),
+            this.onShipmentCost.selector,
+            uint64(block.timestamp) + ORACLE_TIMEOUT
         );
         _setBytes32(_key(requestId, COST_REQUEST), id);
         emit ShipmentCostRequested(id, requestId);

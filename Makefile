@@ -121,6 +121,23 @@ bench-scale: tools
 	kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null; \
 	$(CARGO) bench -p kontrakt-operator --bench scale -- --objects $(OBJECTS)
 
+# The oracle benchmark (sidecar/benches/oracle.rs) on its own anvil with a local HTTP
+# endpoint: request -> fulfil latency at ORACLE_RATE requests/s for ORACLE_SECONDS, 1,000 concurrent
+# requests (no nonce gaps) against the one-key transaction floor, and the fulfil gas.
+# Fails when a target is missed.
+ORACLE_RATE ?= 50
+ORACLE_SECONDS ?= 60
+.PHONY: bench-oracle
+bench-oracle: npm
+	$(CARGO) bench -p kontrakt-sidecar --bench oracle -- --rate $(ORACLE_RATE) --seconds $(ORACLE_SECONDS)
+
+# The enrollment benchmark (sidecar/benches/enrollment.rs) on its own anvil: 1,000
+# participants through the reconciler (batched) vs. one transaction each, and the gas of
+# the enrollment check inside a call. Fails when the cold-check target is missed.
+.PHONY: bench-enrollment
+bench-enrollment: npm
+	$(CARGO) bench -p kontrakt-sidecar --bench enrollment
+
 ## Demo ----------------------------------------------------------------------
 
 .PHONY: demo demo-down

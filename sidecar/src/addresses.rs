@@ -7,7 +7,9 @@
 //! - database salt = `keccak256("kontrakt/database/" ++ namespace ++ "/" ++ name)`,
 //!   constructor `(admin)`;
 //! - logic salt = `keccak256("kontrakt/logic/" ++ namespace ++ "/" ++ name ++ "/" ++ version)`
-//!   (version in decimal), constructor `(database, registry, admin)`.
+//!   (version in decimal), constructor `(database, registry, admin)`;
+//! - enrollment registry salt = `keccak256("kontrakt/registry/" ++ namespace ++ "/" ++ name)`
+//!   (the SmartContractService that hosts it), constructor `(admin)`.
 
 use std::collections::BTreeMap;
 
@@ -113,6 +115,25 @@ pub fn logic_salt(namespace: &str, name: &str, version: u64) -> B256 {
     keccak256(format!("kontrakt/logic/{namespace}/{name}/{version}"))
 }
 
+/// `keccak256("kontrakt/registry/<namespace>/<name>")`: its own label, so it never equals a
+/// pair salt (and the initcode differs anyway).
+pub fn registry_salt(namespace: &str, name: &str) -> B256 {
+    keccak256(format!("kontrakt/registry/{namespace}/{name}"))
+}
+
+/// The `EnrollmentRegistry` hosted by the SmartContractService `namespace/name`, administered
+/// by `admin` (that service's signer), as one CREATE2 deployment.
+pub fn registry_deployment(namespace: &str, name: &str, admin: Address) -> Create2 {
+    let artifact =
+        Artifact::builtin("EnrollmentRegistry").expect("EnrollmentRegistry is a built-in artifact");
+    Create2::new(registry_salt(namespace, name), artifact.initcode(&[admin]))
+}
+
+/// THE address of the `EnrollmentRegistry` hosted by `namespace/name` with `admin` (pure).
+pub fn registry_address(namespace: &str, name: &str, admin: Address) -> Address {
+    registry_deployment(namespace, name, admin).address
+}
+
 /// The pair's deterministic addresses and code hashes (pure: no chain, no I/O).
 pub fn pair_addresses(spec: &PairSpec<'_>) -> Result<PairAddresses, ArtifactError> {
     plan_pair(spec).map(|p| p.addresses)
@@ -203,6 +224,43 @@ mod tests {
         assert_eq!(
             logic_salt("ns", "svc", 12),
             keccak256(b"kontrakt/logic/ns/svc/12")
+        );
+    }
+
+    #[test]
+    fn registry_address_is_deterministic_and_never_a_pair_address() {
+        let admin = Address::repeat_byte(1);
+        let a = registry_address("ns", "svc", admin);
+        assert_eq!(a, registry_address("ns", "svc", admin));
+        assert_eq!(
+            registry_salt("ns", "svc"),
+            keccak256(b"kontrakt/registry/ns/svc")
+        );
+        assert_ne!(registry_salt("ns", "svc"), database_salt("ns", "svc"));
+        assert_ne!(a, registry_address("ns", "other", admin));
+        assert_ne!(a, registry_address("other", "svc", admin));
+        assert_ne!(
+            a,
+            registry_address("ns", "svc", Address::repeat_byte(2)),
+            "the admin is a constructor argument"
+        );
+        let logic = Artifact::builtin("Shipping").unwrap();
+        let pair = pair_addresses(&PairSpec {
+            namespace: "ns",
+            name: "svc",
+            version: 1,
+            admin,
+            registry: a,
+            database: DatabaseConfig::Create,
+            logic: &logic,
+        })
+        .unwrap();
+        assert_ne!(a, pair.database);
+        assert_ne!(a, pair.logic);
+        let d = registry_deployment("ns", "svc", admin);
+        assert_eq!(
+            d.address,
+            DETERMINISTIC_DEPLOYER.create2(d.salt, keccak256(&d.initcode))
         );
     }
 

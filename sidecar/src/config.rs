@@ -22,16 +22,31 @@
 //!   mode: create                           # create | existing
 //!   # address: "0x..."                     # only with `mode: existing`
 //! registry: "0x00000000000000000000000000000000000000e1"   # optional EnrollmentRegistry
+//! enrollment:                              # only on the service hosting the registry: this sidecar
+//!   participants:                          # deploys it (admin = signer) and keeps its members equal
+//!     - address: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+//!       role: Node                         # Validator | Node | Publisher | Subscriber | Oracle
+//!       state: Enrolled                    # Enrolled | Pending | Suspended
+//!       expiresAt: 1790000000              # optional unix seconds (absent/0: never)
+//! access:                                  # API requests must be signed by an enrolled account
+//!   rules:
+//!     - operation: events                  # read | events | call
+//!       roles: [Subscriber]
 //! listen: 0.0.0.0:8080                     # optional, this is the default
 //! interop:
 //!   events: [ShipmentRequested]            # events published as CloudEvents; empty = all
 //! oracle:
 //!   endpoints:                             # the only URLs the oracle may fetch
-//!     - name: device-cost
-//!       url: http://devices.iot.svc/cost
-//!       method: GET
+//!     - name: ShipmentCost                 # what a contract's OracleRequest names
+//!       url: http://devices.iot.svc/shipment-cost
+//!       method: GET                        # GET: params as query; POST: a JSON body
 //!       timeoutSeconds: 10
-//!       retries: 3
+//!       retries: 3                         # attempts after the first, also bounded by the deadline
+//!       resultPath: $.cost                 # JSON path of the answer
+//!       headers:                           # values from mounted Secret files, never inline
+//!         - name: Authorization
+//!           valueFile: /var/run/kontrakt/oracle-headers/ShipmentCost/Authorization
+//!   maxResponseBytes: 65536                # optional, this is the default
 //! ```
 //!
 //! Addresses must be quoted: YAML reads an unquoted `0x…` as an integer. The admin of both
@@ -79,6 +94,13 @@ pub struct SidecarConfig {
     pub interop: InteropConfig,
     #[serde(default)]
     pub oracle: OracleConfig,
+    /// The membership this sidecar keeps in its own `EnrollmentRegistry` (only on the service
+    /// that hosts the registry of one or more AccessPolicies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<EnrollmentConfig>,
+    /// Which enrolled roles may use which API operation (only with `registry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -190,26 +212,121 @@ pub struct InteropConfig {
     pub events: Vec<String>,
 }
 
-/// The endpoints the oracle may fetch (the oracle loop itself is not built yet).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The endpoints the oracle may fetch: an on-chain `OracleRequest` names one of them, never a
+/// URL (no SSRF). The oracle signs its answers with the signer key (`signer.keyFile`), which
+/// must be enrolled as `Oracle` in `registry` (without a registry: the logic's admin, i.e.
+/// the signer itself).
+///
+/// A request's `params` are `abi.encode(string[] names, string[] values)` (the contract's
+/// `_oracleParams`): `GET` sends them as query parameters (`ShipmentCost?device=VerticalPump`),
+/// `POST` as a JSON object of strings (`{"device":"VerticalPump"}`). The JSON value at
+/// `resultPath` becomes the callback's arguments after the request id: one argument takes the
+/// value itself (uint/int from a JSON integer or a decimal string, bool, string, address and
+/// bytes/bytesN from 0x-hex strings, arrays and tuples from JSON arrays or objects), several
+/// arguments take a JSON array (in order) or an object (by parameter name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OracleConfig {
     #[serde(default)]
     pub endpoints: Vec<OracleEndpoint>,
+    /// Largest response body read from an endpoint; a larger one answers the request with
+    /// the error `ResponseTooLarge`.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
 }
 
-/// One named endpoint; on-chain requests carry the name, never a URL.
+impl Default for OracleConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            max_response_bytes: default_max_response_bytes(),
+        }
+    }
+}
+
+fn default_max_response_bytes() -> u64 {
+    65_536
+}
+
+/// One named endpoint; on-chain requests carry the name, never a URL. Redirects are never
+/// followed (a 3xx answers the request with the error `HttpStatus`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OracleEndpoint {
+    /// The name contracts ask for (e.g. `ShipmentCost`).
     pub name: String,
+    /// http:// or https:// URL; request parameters are added to its query (GET).
     pub url: String,
+    /// `GET` (params as query parameters) or `POST` (params as a JSON object body).
     #[serde(default = "default_method")]
     pub method: String,
+    /// Timeout of one attempt (connect, send, read the whole response).
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Attempts after the first while the endpoint is unreachable, times out or answers
+    /// 5xx/429 (exponential backoff with jitter), also bounded by the request's deadline.
     #[serde(default)]
     pub retries: u32,
+    /// JSON path of the answer in the response: `$` (the whole document), `$.a.b`, `$.list[0]`,
+    /// `$['odd key']`. Absent: `$`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_path: Option<String>,
+    /// Request headers whose values are read from mounted Secret files at each request
+    /// (never inline, never logged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<OracleHeader>,
+}
+
+/// A request header whose value lives in a mounted Secret file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OracleHeader {
+    /// Header name (e.g. `Authorization`).
+    pub name: String,
+    /// The file holding the value (surrounding whitespace is trimmed).
+    pub value_file: PathBuf,
+}
+
+impl OracleConfig {
+    /// Checks the endpoints: unique names, http(s) URLs, a known method, a positive timeout,
+    /// valid header names and result paths.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.max_response_bytes == 0 {
+            return invalid("oracle.maxResponseBytes must be >= 1".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for e in &self.endpoints {
+            if e.name.is_empty() || e.url.is_empty() {
+                return invalid("oracle.endpoints[]: name and url are required".into());
+            }
+            let at = format!("oracle endpoint {:?}", e.name);
+            if !names.insert(e.name.as_str()) {
+                return invalid(format!("{at}: the name is used twice"));
+            }
+            match reqwest::Url::parse(&e.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return invalid(format!("{at}: url must be an http:// or https:// URL")),
+            }
+            if !matches!(e.method.as_str(), "GET" | "POST") {
+                return invalid(format!("{at}: method must be GET or POST"));
+            }
+            if e.timeout_seconds == 0 {
+                return invalid(format!("{at}: timeoutSeconds must be >= 1"));
+            }
+            if let Some(path) = &e.result_path
+                && let Err(err) = crate::oracle::JsonPath::parse(path)
+            {
+                return invalid(format!("{at}: resultPath {path:?}: {err}"));
+            }
+            for h in &e.headers {
+                if reqwest::header::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+                    return invalid(format!("{at}: {:?} is not a valid header name", h.name));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_method() -> String {
@@ -217,6 +334,100 @@ fn default_method() -> String {
 }
 fn default_timeout() -> u64 {
     10
+}
+
+/// The desired membership of the registry this sidecar hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// One entry per account (unique addresses); accounts not listed are revoked, except
+    /// pending join requests, which stay pending.
+    #[serde(default)]
+    pub participants: Vec<Participant>,
+}
+
+/// One account of the desired membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Participant {
+    pub address: Address,
+    pub role: Role,
+    #[serde(default)]
+    pub state: ParticipantState,
+    /// Unix seconds when the enrollment lapses; absent or 0: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// A role of the permissioned network (the numbers of `Roles.sol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Validator = 0,
+    Node = 1,
+    Publisher = 2,
+    Subscriber = 3,
+    Oracle = 4,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Validator,
+        Role::Node,
+        Role::Publisher,
+        Role::Subscriber,
+        Role::Oracle,
+    ];
+
+    /// The on-chain role number.
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// The role of an on-chain role number.
+    pub fn from_number(n: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(n)).copied()
+    }
+}
+
+/// What a listed participant should be on chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParticipantState {
+    /// Enrolled in its role (approves a pending request, reinstates a suspension).
+    #[default]
+    Enrolled,
+    /// Not approved yet: its own join request stays pending; an enrollment is revoked.
+    Pending,
+    /// Enrolled but suspended.
+    Suspended,
+}
+
+/// The sidecar API's access rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Operation → roles allowed; an operation without a rule is open to every enrolled role.
+    #[serde(default)]
+    pub rules: Vec<AccessRule>,
+}
+
+/// The roles allowed to use one API operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessRule {
+    pub operation: ApiOperation,
+    pub roles: Vec<Role>,
+}
+
+/// An operation of the sidecar API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ApiOperation {
+    /// `GET` of a view (`/contract`, `/enrollment`).
+    Read,
+    /// `GET /events`, the CloudEvents feed.
+    Events,
+    /// A state-changing request (`POST`, ...).
+    Call,
 }
 
 impl SidecarConfig {
@@ -270,9 +481,42 @@ impl SidecarConfig {
         if self.chain.retry.max_attempts == 0 {
             return invalid("chain.retry.maxAttempts must be >= 1");
         }
-        for e in &self.oracle.endpoints {
-            if e.name.is_empty() || e.url.is_empty() {
-                return invalid("oracle.endpoints[]: name and url are required");
+        self.oracle.validate()?;
+        self.validate_enrollment()?;
+        Ok(())
+    }
+
+    /// Participants: unique non-zero addresses (compared as addresses, so case-insensitively);
+    /// access rules: each names a role, and need a registry to check against.
+    fn validate_enrollment(&self) -> Result<(), ConfigError> {
+        if let Some(enrollment) = &self.enrollment {
+            let mut seen = std::collections::HashSet::new();
+            for p in &enrollment.participants {
+                if p.address == Address::ZERO {
+                    return Err(ConfigError::Invalid(
+                        "enrollment.participants[]: the zero address cannot be enrolled".into(),
+                    ));
+                }
+                if !seen.insert(p.address) {
+                    return Err(ConfigError::Invalid(format!(
+                        "enrollment.participants[]: address {} is listed twice",
+                        p.address
+                    )));
+                }
+            }
+        }
+        if let Some(access) = &self.access {
+            if self.registry.is_none() {
+                return Err(ConfigError::Invalid(
+                    "access needs registry: the roles are checked in that EnrollmentRegistry"
+                        .into(),
+                ));
+            }
+            if let Some(rule) = access.rules.iter().find(|r| r.roles.is_empty()) {
+                return Err(ConfigError::Invalid(format!(
+                    "access.rules[]: the rule for operation {:?} names no role",
+                    rule.operation
+                )));
             }
         }
         Ok(())
@@ -371,6 +615,82 @@ oracle:
         assert!(c.validate().is_err());
     }
 
+    const ENROLLMENT: &str = r#"
+registry: "0x00000000000000000000000000000000000000bb"
+enrollment:
+  participants:
+    - address: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+      role: Node
+      state: Enrolled
+      expiresAt: 1790000000
+    - address: "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc"
+      role: Subscriber
+access:
+  rules:
+    - operation: events
+      roles: [Subscriber]
+    - operation: call
+      roles: [Node, Publisher]
+"#;
+
+    fn with_enrollment(extra: &str) -> SidecarConfig {
+        let base = FULL.replace(
+            "registry: \"0x00000000000000000000000000000000000000bb\"\n",
+            "",
+        );
+        serde_yaml::from_str(&format!("{base}{extra}")).unwrap()
+    }
+
+    #[test]
+    fn enrollment_and_access_round_trip() {
+        let c = with_enrollment(ENROLLMENT);
+        c.validate().unwrap();
+        let e = c.enrollment.as_ref().unwrap();
+        assert_eq!(e.participants[0].role, Role::Node);
+        assert_eq!(e.participants[0].expires_at, Some(1_790_000_000));
+        assert_eq!(e.participants[1].state, ParticipantState::Enrolled);
+        let a = c.access.as_ref().unwrap();
+        assert_eq!(a.rules[0].operation, ApiOperation::Events);
+        assert_eq!(a.rules[1].roles, [Role::Node, Role::Publisher]);
+        let again: SidecarConfig = serde_yaml::from_str(&c.to_yaml()).unwrap();
+        assert_eq!(c, again);
+        assert_eq!(Role::from_number(Role::Oracle.number()), Some(Role::Oracle));
+        assert_eq!(Role::from_number(5), None);
+    }
+
+    #[test]
+    fn enrollment_inputs_are_checked() {
+        // Same address in another case: a duplicate.
+        let dup = ENROLLMENT.replace(
+            "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc",
+            "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",
+        );
+        let err = with_enrollment(&dup).validate().unwrap_err().to_string();
+        assert!(err.contains("listed twice"), "{err}");
+        let zero = ENROLLMENT.replace(
+            "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc",
+            "0x0000000000000000000000000000000000000000",
+        );
+        assert!(with_enrollment(&zero).validate().is_err());
+        let unknown_role = ENROLLMENT.replace("role: Subscriber", "role: Miner");
+        let base = FULL.replace(
+            "registry: \"0x00000000000000000000000000000000000000bb\"\n",
+            "",
+        );
+        assert!(serde_yaml::from_str::<SidecarConfig>(&format!("{base}{unknown_role}")).is_err());
+        let no_roles = ENROLLMENT.replace("roles: [Subscriber]", "roles: []");
+        assert!(with_enrollment(&no_roles).validate().is_err());
+        let no_registry = ENROLLMENT.replace(
+            "registry: \"0x00000000000000000000000000000000000000bb\"",
+            "",
+        );
+        let err = with_enrollment(&no_registry)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("access needs registry"), "{err}");
+    }
+
     #[test]
     fn backoff_doubles_and_is_bounded() {
         let r = RetryConfig {
@@ -381,5 +701,44 @@ oracle:
         assert_eq!(r.backoff(1), Duration::from_millis(100));
         assert_eq!(r.backoff(2), Duration::from_millis(200));
         assert_eq!(r.backoff(3), Duration::from_millis(350));
+    }
+
+    #[test]
+    fn oracle_endpoints_round_trip_and_are_checked() {
+        let yaml = r#"
+endpoints:
+  - name: ShipmentCost
+    url: http://127.0.0.1:9090/shipment-cost
+    method: POST
+    timeoutSeconds: 5
+    retries: 3
+    resultPath: $.cost
+    headers:
+      - name: Authorization
+        valueFile: /var/run/kontrakt/oracle-headers/ShipmentCost/Authorization
+maxResponseBytes: 1024
+"#;
+        let o: OracleConfig = serde_yaml::from_str(yaml).unwrap();
+        o.validate().unwrap();
+        assert_eq!(o.endpoints[0].result_path.as_deref(), Some("$.cost"));
+        assert_eq!(o.endpoints[0].headers[0].name, "Authorization");
+        assert_eq!(o.max_response_bytes, 1024);
+        let again: OracleConfig = serde_yaml::from_str(&serde_yaml::to_string(&o).unwrap()).unwrap();
+        assert_eq!(o, again);
+        let defaults: OracleConfig = serde_yaml::from_str("endpoints: []").unwrap();
+        assert_eq!(defaults.max_response_bytes, 65_536);
+
+        let broken = |from: &str, to: &str| {
+            let o: OracleConfig = serde_yaml::from_str(&yaml.replace(from, to)).unwrap();
+            o.validate().unwrap_err().to_string()
+        };
+        assert!(broken("method: POST", "method: PUT").contains("GET or POST"));
+        assert!(broken("$.cost", "cost").contains("resultPath"));
+        assert!(broken("http://127.0.0.1:9090", "file://").contains("http"));
+        assert!(broken("timeoutSeconds: 5", "timeoutSeconds: 0").contains("timeoutSeconds"));
+        assert!(broken("name: Authorization", "name: \"Bad Header\"").contains("header name"));
+        let twice = yaml.replace("maxResponseBytes", "  - {name: ShipmentCost, url: 'http://x'}\nmaxResponseBytes");
+        let o: OracleConfig = serde_yaml::from_str(&twice).unwrap();
+        assert!(o.validate().unwrap_err().to_string().contains("twice"));
     }
 }

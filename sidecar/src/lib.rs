@@ -7,12 +7,19 @@
 //! - [`addresses::pair_addresses`]: the pair's deterministic addresses and code hashes,
 //!   computed without a chain from a [`addresses::PairSpec`];
 //! - [`artifact::Artifact`]: built-in templates and mounted artifacts, checked before use;
-//! - [`bindings`]: typed contract bindings.
+//! - [`bindings`]: typed contract bindings;
+//! - [`addresses::registry_address`]: where a service's `EnrollmentRegistry` lives, and
+//!   [`enrollment::read_members`] to read its members back for AccessPolicy status.
+//! - [`oracle::OracleStats::read`]: a logic contract's oracle counters in one `oracleStats()`
+//!   call (requested, fulfilled, failed, expired; pending is the rest).
 //!
 //! For the sidecar: [`key`] (the mounted signing key), [`chain`] (provider, the key's nonce
 //! manager, retries), [`factory`] (the CREATE2 proxy), [`deploy`] (deploy-if-absent and the
-//! version switch), [`events`] (logs as CloudEvents), [`service`] (`serve` and `deploy`).
+//! version switch), [`events`] (logs as CloudEvents), [`enrollment`] (the registry's membership reconciler),
+//! [`access`] (signed, enrollment-checked API requests), [`oracle`] (answers the contract's
+//! oracle requests from named endpoints), [`service`] (`serve` and `deploy`).
 
+pub mod access;
 pub mod addresses;
 pub mod artifact;
 pub mod bindings;
@@ -20,10 +27,12 @@ pub mod chain;
 pub mod config;
 pub mod deploy;
 pub mod devchain;
+pub mod enrollment;
 pub mod events;
 pub mod factory;
 pub mod key;
+pub mod oracle;
 pub mod service;
 
-pub use addresses::{PairAddresses, PairSpec, pair_addresses};
+pub use addresses::{PairAddresses, PairSpec, pair_addresses, registry_address};
 pub use config::SidecarConfig;

@@ -1,5 +1,10 @@
 //! `serve` mode: deploy-if-absent (retrying transient failures with backoff), then the HTTP
-//! API: `/healthz`, `/readyz`, `GET /contract` and the CloudEvents feed `GET /events`.
+//! API: `/healthz`, `/readyz`, `GET /contract`, the CloudEvents feed `GET /events` and
+//! `GET /enrollment` (the enrollment reconciler's state, when this sidecar hosts a registry),
+//! `GET /oracle` (the oracle's counters). Beside the API runs the oracle loop ([`crate::oracle`])
+//! for logic contracts that make oracle requests.
+//! With `access` configured, every route but the probes needs a signed request from an
+//! enrolled account ([`crate::access`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,12 +25,15 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use crate::access::AccessGuard;
 use crate::chain::{Chain, ChainError};
 use crate::config::SidecarConfig;
 use crate::deploy::{DeployError, DeployOutcome, Pair};
+use crate::enrollment::{EnrollmentReconciler, EnrollmentStatus};
 use crate::events::EventDecoder;
 use crate::factory::FactoryError;
 use crate::key::{KeyError, load_signer};
+use crate::oracle::{self, Oracle, OracleCounters, OracleError, OracleStats};
 
 /// How often `/events` asks the node for new blocks.
 const EVENT_POLL: Duration = Duration::from_millis(500);
@@ -48,6 +56,8 @@ pub enum ServeError {
     },
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error(transparent)]
+    Oracle(#[from] OracleError),
 }
 
 /// What `deploy` prints.
@@ -99,6 +109,12 @@ struct Service {
     pair: Pair,
     chain: OnceLock<Chain>,
     shutdown: watch::Receiver<bool>,
+    /// The API's enrollment check (config `registry` + `access`).
+    access: Option<AccessGuard>,
+    /// The enrollment reconciler's status, once it runs (config `enrollment`).
+    enrollment: OnceLock<Arc<tokio::sync::RwLock<EnrollmentStatus>>>,
+    /// What the oracle loop did (`GET /oracle`).
+    oracle: Arc<OracleCounters>,
 }
 
 /// Runs `serve` until `shutdown` resolves (SIGTERM in the binary).
@@ -122,11 +138,18 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let access = match (&config.registry, &config.access) {
+        (Some(registry), Some(access)) => Some(AccessGuard::new(*registry, access.clone())),
+        _ => None,
+    };
     let service = Arc::new(Service {
         config,
         pair,
         chain: OnceLock::new(),
         shutdown: stop_rx.clone(),
+        access,
+        enrollment: OnceLock::new(),
+        oracle: Arc::default(),
     });
     let app = router(service.clone());
     let mut http_stop = stop_rx.clone();
@@ -139,16 +162,66 @@ pub async fn serve(
     });
 
     let mut deploy_stop = stop_rx.clone();
+    let oracle_key = key.clone();
     tokio::select! {
         r = deploy_with_backoff(&service, key) => r?,
         _ = deploy_stop.wait_for(|s| *s) => {}
     }
+    // The registry's transactions go through this sidecar's Chain (one nonce manager per
+    // key); see `enrollment` for why the operator does not send them.
+    if let (Some(enrollment), Some(chain)) = (&service.config.enrollment, service.chain.get()) {
+        let contract = &service.config.contract;
+        let reconciler = EnrollmentReconciler::new(
+            chain.clone(),
+            &contract.namespace,
+            &contract.name,
+            enrollment.participants.clone(),
+        );
+        tracing::info!(registry = %reconciler.registry(), participants = enrollment.participants.len(), "reconciling enrollment");
+        let _ = service.enrollment.set(reconciler.status());
+        tokio::spawn(reconciler.run(stop_rx.clone()));
+    }
+    let oracle = match service.chain.get() {
+        Some(chain) => start_oracle(&service, chain.clone(), oracle_key, stop_rx.clone())?,
+        None => None,
+    };
     server
         .await
         .map_err(|e| ServeError::Http(std::io::Error::other(e)))?
         .map_err(ServeError::Http)?;
+    if let Some(oracle) = oracle {
+        // It watches the same stop signal; this waits for its tasks to be dropped.
+        let _ = oracle.await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The oracle loop beside the HTTP API, for logic contracts that make oracle requests. It
+/// signs with the signer key (the oracle key is the signer key).
+fn start_oracle(
+    service: &Service,
+    chain: Chain,
+    key: alloy::signers::local::PrivateKeySigner,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    let abi = &service.pair.logic_artifact.abi;
+    if !oracle::is_oracle_contract(abi) {
+        if !service.config.oracle.endpoints.is_empty() {
+            tracing::warn!(contract = %service.pair.logic_artifact.contract_name, "oracle endpoints are configured but the logic contract makes no oracle requests");
+        }
+        return Ok(None);
+    }
+    let oracle = Oracle::new(
+        &service.config.oracle,
+        chain,
+        key,
+        service.pair.plan.addresses.logic,
+        abi.clone(),
+        service.oracle.clone(),
+    )?;
+    tracing::info!(endpoints = service.config.oracle.endpoints.len(), "oracle loop started");
+    Ok(Some(tokio::spawn(Arc::new(oracle).run(stop))))
 }
 
 async fn deploy_with_backoff(
@@ -184,12 +257,95 @@ async fn deploy_with_backoff(
 }
 
 fn router(service: Arc<Service>) -> Router {
+    // Every API route goes here, behind the enrollment check; probes stay open.
+    let api = Router::new()
+        .route("/contract", get(contract))
+        .route("/events", get(events))
+        .route("/enrollment", get(enrollment))
+        .route("/oracle", get(oracle_status))
+        .route_layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            require_enrolled,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/contract", get(contract))
-        .route("/events", get(events))
+        .merge(api)
         .with_state(service)
+}
+
+/// With `access` configured: only requests signed by an account enrolled in an allowed role
+/// pass (see [`crate::access`]).
+async fn require_enrolled(
+    State(s): State<Arc<Service>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(guard) = &s.access else {
+        return next.run(request).await;
+    };
+    let Some(chain) = s.chain.get() else {
+        return unavailable("the pair is not deployed yet");
+    };
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    match guard
+        .check(chain, request.headers(), request.method(), path_and_query)
+        .await
+    {
+        Ok(account) => {
+            tracing::debug!(%account, path = request.uri().path(), "signed request allowed");
+            next.run(request).await
+        }
+        Err(denied) => denied.into_response(),
+    }
+}
+
+/// The enrollment reconciler's view: in sync or not, which accounts differ, the last error.
+async fn enrollment(State(s): State<Arc<Service>>) -> Response {
+    if s.config.enrollment.is_none() {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "this sidecar hosts no EnrollmentRegistry (no enrollment in its config)" })),
+        )
+            .into_response();
+    }
+    match s.enrollment.get() {
+        Some(status) => Json(status.read().await.clone()).into_response(),
+        None => unavailable("the enrollment reconciler starts once the pair is deployed"),
+    }
+}
+
+/// The oracle's counters: the contract's (`oracleStats()`, the truth, shared by every replica)
+/// and this sidecar's since it started, with its last error.
+async fn oracle_status(State(s): State<Arc<Service>>) -> Response {
+    let Some(chain) = s.chain.get() else {
+        return unavailable("the pair is not deployed yet");
+    };
+    if !oracle::is_oracle_contract(&s.pair.logic_artifact.abi) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "reason": "the logic contract makes no oracle requests" })),
+        )
+            .into_response();
+    }
+    match OracleStats::read(chain, s.pair.plan.addresses.logic, None).await {
+        Ok(stats) => Json(json!({
+            "contract": {
+                "requested": stats.requested,
+                "pending": stats.pending(),
+                "fulfilled": stats.fulfilled,
+                "failed": stats.failed,
+                "expired": stats.expired,
+            },
+            "sidecar": s.oracle.view(),
+        }))
+        .into_response(),
+        Err(e) => unavailable(&e.to_string()),
+    }
 }
 
 fn unavailable(reason: &str) -> Response {

@@ -77,5 +77,7 @@ pub fn config(url: &str, key_file: &Path, template: &str, version: u64) -> Sidec
         listen: "127.0.0.1:0".parse().unwrap(),
         interop: InteropConfig::default(),
         oracle: OracleConfig::default(),
+        enrollment: None,
+        access: None,
     }
 }

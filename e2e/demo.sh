@@ -79,6 +79,7 @@ started sidecar $!
 
 step "waiting for shipping to be Ready"
 kubectl -n "$ns" wait --for=condition=Ready scs/shipping --timeout=180s
+kubectl -n "$ns" wait --for=condition=Ready ap/supply-chain --timeout=120s
 
 step "kubectl get scs,dstream,ap -n $ns"
 kubectl get scs,dstream,ap -n "$ns"
@@ -89,11 +90,14 @@ cat <<MSG
 
 The Shipping contract is deployed at $address on the local chain
 (database $(kubectl -n "$ns" get scs shipping -o jsonpath='{.status.databaseAddress}')).
-DataStream and AccessPolicy have no controller yet; they are stored and validated.
+The AccessPolicy supply-chain is enrolled in the EnrollmentRegistry the Shipping
+sidecar hosts (kubectl get ap shows what the chain holds). DataStream has no
+controller yet; it is stored and validated.
 
   export KUBECONFIG=$kubeconfig PATH=$repo/.kontrakt/bin:\$PATH
   kubectl -n $ns describe scs shipping
-  curl -s 127.0.0.1:18080/contract        # the sidecar's view of the contract
+  curl -s 127.0.0.1:18080/readyz          # the sidecar; its API answers only requests
+                                          # signed by an enrolled account (sidecar/src/access.rs)
   curl -s 127.0.0.1:9464/metrics | grep kontrakt_
 Logs are in .kontrakt/demo/. Stop everything with: make demo-down
 MSG

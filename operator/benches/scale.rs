@@ -655,6 +655,7 @@ async fn floor_one(
         &References {
             signer_key: Some(key),
             artifact_json: None,
+            ..Default::default()
         },
     )
     .map_err(|e| anyhow!("floor validate {name}: {}", e.message))?;

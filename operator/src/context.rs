@@ -1,6 +1,7 @@
 //! What every reconcile shares: the client, the event recorder, metrics and settings.
 
 use crate::metrics::Metrics;
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use kube::{
     Client,
     runtime::events::{Recorder, Reporter},
@@ -47,6 +48,33 @@ pub struct Context {
     /// Per-object delays between looks at an object still on its way (the
     /// Deployment watch usually says first: pods turn ready once the pair is).
     pub progress: Arc<Backoff>,
+    /// Read-only chain clients, one per RPC URL.
+    pub chains: Arc<ChainReaders>,
+}
+
+/// One read-only JSON-RPC client per RPC URL, shared by all reconciles: a
+/// thousand services on one chain reuse one connection pool instead of
+/// opening a connection per pass.
+#[derive(Default)]
+pub struct ChainReaders {
+    providers: std::sync::Mutex<std::collections::HashMap<String, DynProvider>>,
+}
+
+impl ChainReaders {
+    /// The client for `rpc_url` (created on first use).
+    pub fn get(&self, rpc_url: &str) -> Result<DynProvider, String> {
+        let mut providers = self.providers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = providers.get(rpc_url) {
+            return Ok(p.clone());
+        }
+        let url = rpc_url.parse().map_err(|e| format!("rpc url: {e}"))?;
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_http(url)
+            .erased();
+        providers.insert(rpc_url.to_owned(), provider.clone());
+        Ok(provider)
+    }
 }
 
 /// Exponential backoff per object, reset by [`Backoff::reset`]: transient
@@ -121,6 +149,7 @@ impl Context {
                 Duration::from_secs(10),
                 Duration::from_secs(60),
             )),
+            chains: Arc::default(),
         })
     }
 }

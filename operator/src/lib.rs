@@ -3,6 +3,7 @@
 //! Each controller folder is a pipeline: validate (pure) → build (pure) →
 //! apply (server-side apply of owned objects) → status (from observation).
 
+pub mod access_policy;
 pub mod api;
 pub mod config;
 pub mod context;
@@ -11,3 +12,17 @@ pub mod leader;
 pub mod metrics;
 pub mod smart_contract_service;
 pub mod telemetry;
+pub mod views;
+
+/// Runs every controller until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run_controllers(
+    ctx: std::sync::Arc<context::Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    use futures::FutureExt;
+    let shutdown = shutdown.shared();
+    futures::join!(
+        smart_contract_service::run(ctx.clone(), shutdown.clone()),
+        access_policy::run(ctx, shutdown),
+    );
+}

@@ -6,7 +6,7 @@ use kontrakt_operator::config::OperatorConfig;
 use kontrakt_operator::context::Context;
 use kontrakt_operator::leader::{LeaderElection, Leadership, Role};
 use kontrakt_operator::metrics::Metrics;
-use kontrakt_operator::{http, smart_contract_service, telemetry};
+use kontrakt_operator::{http, telemetry};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,7 +91,7 @@ async fn run(config: OperatorConfig) -> anyhow::Result<Exit> {
 
     tracing::info!("starting the controllers");
     let (stop_controller, controller_stopped) = oneshot::channel::<()>();
-    let mut controller = tokio::spawn(smart_contract_service::run(ctx, async move {
+    let mut controller = tokio::spawn(kontrakt_operator::run_controllers(ctx, async move {
         let _ = controller_stopped.await;
     }));
 

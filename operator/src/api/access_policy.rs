@@ -213,6 +213,9 @@ pub struct AccessPolicyStatus {
     /// Accounts whose join request waits for approval.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<ParticipantState>,
+    /// Participants suspended on chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspended: Vec<ParticipantState>,
     /// Participants revoked on chain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked: Vec<ParticipantState>,

@@ -2,17 +2,192 @@
 //!
 //! Each applied object carries a hash of what was applied; an object whose
 //! hash already matches is not sent again, so a reconcile that changes
-//! nothing makes no write call (reads only).
+//! nothing makes no call at all for it: the hashes are read from the
+//! operator's watch caches ([`Owned`]), or with a metadata GET without them.
 
 use super::build::Children;
 use crate::context::FIELD_MANAGER;
-use k8s_openapi::NamespaceResourceScope;
+use futures::{Stream, StreamExt, future::BoxFuture};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
+    },
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{PartialObjectMeta, Patch, PatchParams},
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
 };
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Debug;
+use std::sync::Arc;
+
+/// The operator's watch caches of what it owns (selected by its managed-by label).
+#[derive(Clone)]
+pub struct Owned {
+    service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    services: Store<PartialObjectMeta<Service>>,
+    network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    deployments: Store<Deployment>,
+}
+
+impl Owned {
+    /// Starts the caches: returns them, the Deployment events (for the
+    /// controller's `owns_stream`) and the future that keeps the other caches
+    /// fed (spawn it; it runs until dropped).
+    pub fn watch(
+        client: &Client,
+        namespace: Option<&str>,
+        config: &watcher::Config,
+    ) -> (
+        Self,
+        impl Stream<Item = Result<Deployment, watcher::Error>> + Send + 'static,
+        BoxFuture<'static, ()>,
+    ) {
+        fn meta<K>(
+            client: &Client,
+            namespace: Option<&str>,
+            config: &watcher::Config,
+        ) -> (Store<PartialObjectMeta<K>>, BoxFuture<'static, ()>)
+        where
+            K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+                + Clone
+                + DeserializeOwned
+                + Debug
+                + Send
+                + Sync
+                + 'static,
+        {
+            let (store, writer) = reflector::store();
+            // An Api of PartialObjectMeta watches metadata only.
+            let feed = watcher(
+                api::<PartialObjectMeta<K>>(client, namespace),
+                config.clone(),
+            )
+            .default_backoff()
+            .reflect(writer)
+            .for_each(|_| futures::future::ready(()));
+            (store, Box::pin(feed))
+        }
+        let (service_accounts, a) = meta::<ServiceAccount>(client, namespace, config);
+        let (config_maps, b) = meta::<ConfigMap>(client, namespace, config);
+        let (services, c) = meta::<Service>(client, namespace, config);
+        let (network_policies, d) = meta::<NetworkPolicy>(client, namespace, config);
+        let (deployments, writer) = reflector::store();
+        let deployment_events = watcher(api::<Deployment>(client, namespace), config.clone())
+            .default_backoff()
+            // Only the status and the applied hash are read from the cache.
+            .modify(|d: &mut Deployment| {
+                slim(d);
+                if let Some(spec) = d.spec.as_mut() {
+                    spec.template = Default::default();
+                }
+            })
+            .reflect(writer)
+            .filter_map(availability_changes());
+        let feeds = Box::pin(async move {
+            futures::join!(a, b, c, d);
+        });
+        (
+            Self {
+                service_accounts,
+                config_maps,
+                services,
+                network_policies,
+                deployments,
+            },
+            deployment_events,
+            feeds,
+        )
+    }
+
+    /// Waits until every cache holds its first full list (the Deployment
+    /// cache fills once the controller polls its stream).
+    pub async fn wait_until_ready(&self) {
+        let _ = futures::join!(
+            self.service_accounts.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.network_policies.wait_until_ready(),
+        );
+    }
+
+    /// The cached Deployment `namespace/name`.
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<Deployment> {
+        self.deployments
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(Arc::unwrap_or_clone)
+    }
+
+    fn hash<K: Resource<DynamicType = ()> + Clone>(
+        store: &Store<K>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<String> {
+        store
+            .get(&ObjectRef::new(name).within(namespace))
+            .and_then(|o| o.annotations().get(APPLIED_HASH_ANNOTATION).cloned())
+    }
+}
+
+/// The Deployment events that can change a service's status: its available
+/// replicas changed, or it was deleted (to be applied again). The operator's
+/// own applies and the controller-manager's other status updates pass
+/// nothing on, so a new service takes two passes, not one per update.
+#[allow(clippy::type_complexity)]
+fn availability_changes() -> impl FnMut(
+    Result<watcher::Event<Deployment>, watcher::Error>,
+) -> futures::future::Ready<
+    Option<Result<Deployment, watcher::Error>>,
+> {
+    let mut available: std::collections::HashMap<ObjectRef<Deployment>, i32> = Default::default();
+    move |event| {
+        let count = |d: &Deployment| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0)
+        };
+        let passed = match event {
+            Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => {
+                let now = count(&d);
+                let before = available.insert(ObjectRef::from_obj(&d), now);
+                (before.unwrap_or(0) != now).then_some(Ok(d))
+            }
+            Ok(watcher::Event::Delete(d)) => {
+                available.remove(&ObjectRef::from_obj(&d));
+                Some(Ok(d))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        };
+        futures::future::ready(passed)
+    }
+}
+
+/// Drops what the caches never read and what makes up most of an object's
+/// size (the managed fields): a thousand services' caches stay small.
+pub fn slim<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
 
 /// Annotation holding the hash of the object as last applied by the operator.
 pub const APPLIED_HASH_ANNOTATION: &str = "kontrakt.dev/applied-hash";
@@ -24,6 +199,7 @@ pub async fn apply(
     client: &Client,
     namespace: &str,
     children: Children,
+    owned: Option<&Owned>,
 ) -> Result<usize, kube::Error> {
     let Children {
         service_account,
@@ -32,13 +208,22 @@ pub async fn apply(
         service,
         network_policy,
     } = children;
+    // What the caches say was applied last (None: no cache, ask the apiserver).
+    let cached = |f: &dyn Fn(&Owned) -> Option<String>| owned.map(f);
+    let (sa, cm, svc, np, dep) = (
+        cached(&|o| Owned::hash(&o.service_accounts, namespace, &service_account.name_any())),
+        cached(&|o| Owned::hash(&o.config_maps, namespace, &config_map.name_any())),
+        cached(&|o| Owned::hash(&o.services, namespace, &service.name_any())),
+        cached(&|o| Owned::hash(&o.network_policies, namespace, &network_policy.name_any())),
+        cached(&|o| Owned::hash(&o.deployments, namespace, &deployment.name_any())),
+    );
     let (a, b, c, d) = futures::try_join!(
-        apply_one(client, namespace, service_account),
-        apply_one(client, namespace, config_map),
-        apply_one(client, namespace, service),
-        apply_one(client, namespace, network_policy),
+        apply_one(client, namespace, service_account, sa),
+        apply_one(client, namespace, config_map, cm),
+        apply_one(client, namespace, service, svc),
+        apply_one(client, namespace, network_policy, np),
     )?;
-    let e = apply_one(client, namespace, deployment).await?;
+    let e = apply_one(client, namespace, deployment, dep).await?;
     Ok([a, b, c, d, e]
         .into_iter()
         .filter(|written| *written)
@@ -51,7 +236,12 @@ pub fn applied_hash<K: Serialize>(obj: &K) -> String {
     alloy::hex::encode(&alloy::primitives::keccak256(bytes)[..12])
 }
 
-async fn apply_one<K>(client: &Client, namespace: &str, mut obj: K) -> Result<bool, kube::Error>
+async fn apply_one<K>(
+    client: &Client,
+    namespace: &str,
+    mut obj: K,
+    cached: Option<Option<String>>,
+) -> Result<bool, kube::Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Serialize
@@ -64,9 +254,14 @@ where
         .insert(APPLIED_HASH_ANNOTATION.into(), hash.clone());
     let name = obj.name_any();
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    if let Some(current) = api.get_metadata_opt(&name).await?
-        && current.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&hash)
-    {
+    let applied = match cached {
+        Some(applied) => applied,
+        None => api
+            .get_metadata_opt(&name)
+            .await?
+            .and_then(|m| m.annotations().get(APPLIED_HASH_ANNOTATION).cloned()),
+    };
+    if applied.as_ref() == Some(&hash) {
         return Ok(false);
     }
     api.patch(

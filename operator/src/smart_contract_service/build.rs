@@ -1,13 +1,13 @@
 //! Build: the objects a SmartContractService owns, from its [`Plan`]. Pure.
 
 use super::validate::{
-    ARTIFACT_DIR, ARTIFACT_FILE, CONFIG_DIR, CONFIG_FILE, Plan, SIDECAR_PORT, SIGNER_DIR,
-    SIGNER_FILE,
+    self, ARTIFACT_DIR, ARTIFACT_FILE, CONFIG_DIR, CONFIG_FILE, ORACLE_HEADER_FILE,
+    ORACLE_HEADERS_DIR, Plan, SIDECAR_PORT, SIGNER_DIR, SIGNER_FILE,
 };
 use crate::api::SmartContractService;
 use k8s_openapi::{
     api::{
-        apps::v1::{Deployment, DeploymentSpec},
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
             Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
             HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
@@ -79,6 +79,13 @@ pub fn build(scs: &SmartContractService, plan: &Plan, sidecar_image: &str) -> Ch
         metadata: meta(plan.name.clone()),
         spec: Some(DeploymentSpec {
             replicas: Some(scs.spec.replicas),
+            // A rollout stops the old sidecars before starting new ones: the
+            // transactions of a key (deploys, enrollment, fulfilments) are
+            // never sent by two config versions at once.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..Default::default()
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector(&plan.name)),
                 ..Default::default()
@@ -234,6 +241,29 @@ fn pod_spec(scs: &SmartContractService, plan: &Plan, sidecar_image: &str) -> Pod
             ..Default::default()
         },
     ];
+    for (i, (_, header)) in validate::oracle_headers(scs).enumerate() {
+        let name = format!("oracle-header-{i}");
+        volumes.push(Volume {
+            name: name.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(header.secret_key_ref.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: header.secret_key_ref.key.clone(),
+                    path: ORACLE_HEADER_FILE.into(),
+                    mode: None,
+                }]),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name,
+            mount_path: format!("{ORACLE_HEADERS_DIR}/{i}"),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     if let Some(artifact) = &scs.spec.contract.artifact_ref {
         volumes.push(Volume {
             name: "artifact".into(),

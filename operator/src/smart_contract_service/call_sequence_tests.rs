@@ -84,6 +84,20 @@ async fn a_missing_signer_secret_writes_ready_false_once_and_records_why() {
             |_| not_found("secrets", "anvil-dev-key"),
         )
         .await;
+        // Without watch caches the namespace's AccessPolicies are listed.
+        expect(
+            &mut server,
+            Method::GET,
+            "/apis/kontrakt.dev/v1alpha1/namespaces/supply/accesspolicies",
+            |_| {
+                respond(
+                    StatusCode::OK,
+                    json!({"apiVersion": "kontrakt.dev/v1alpha1", "kind": "AccessPolicyList",
+                           "metadata": {}, "items": []}),
+                )
+            },
+        )
+        .await;
         expect(
             &mut server,
             Method::PATCH,
@@ -113,7 +127,7 @@ async fn a_missing_signer_secret_writes_ready_false_once_and_records_why() {
         .await;
         server
     });
-    let action = reconcile_service(&scs, &ctx)
+    let action = reconcile_service(&scs, &ctx, None)
         .await
         .expect("an invalid spec is not an error");
     assert_eq!(
@@ -132,6 +146,7 @@ async fn owned_objects_already_applied_are_read_not_written() {
     let refs = validate::References {
         signer_key: Some(super::tests::DEV_KEY),
         artifact_json: None,
+        ..Default::default()
     };
     let plan = validate::validate(&scs, &refs).unwrap();
     let children = build::build(&scs, &plan, "sidecar:test");
@@ -186,7 +201,9 @@ async fn owned_objects_already_applied_are_read_not_written() {
         expect(&mut server, Method::GET, path, |_| metadata(hash)).await;
         server
     });
-    let written = apply::apply(&client, "supply", children).await.unwrap();
+    let written = apply::apply(&client, "supply", children, None)
+        .await
+        .unwrap();
     assert_eq!(written, 0);
     let mut server = apiserver.await.unwrap();
     drop(client);

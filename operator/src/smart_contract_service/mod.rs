@@ -4,12 +4,13 @@
 pub mod apply;
 pub mod build;
 pub mod error;
+mod finalizers;
 pub mod retire;
 pub mod status;
 pub mod validate;
 
 use crate::{
-    api::{SmartContractService, SmartContractServiceStatus},
+    api::{AccessPolicy, SmartContractService, SmartContractServiceStatus},
     context::{Context, FIELD_MANAGER},
 };
 use error::{Error, Invalid};
@@ -26,15 +27,15 @@ use kube::{
     api::{Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::{self, Action},
         events::{Event, EventType},
-        finalizer::{self, finalizer},
-        watcher,
+        reflector, watcher,
     },
 };
 use std::{future::Future, sync::Arc, time::Duration};
 use tracing::{debug, info, warn};
+use validate::PolicyLookup;
 
 pub const KIND: &str = "SmartContractService";
 /// Held until the contract is retired on chain.
@@ -42,7 +43,7 @@ pub const FINALIZER: &str = "kontrakt.dev/retire";
 /// `"true"` on a SmartContractService skips retiring on delete (e.g. the chain is gone for good).
 pub const SKIP_RETIRE_ANNOTATION: &str = "kontrakt.dev/skip-retire";
 /// Reconciles running at once.
-const RECONCILE_CONCURRENCY: u16 = 32;
+const RECONCILE_CONCURRENCY: u16 = 64;
 /// A spec whose referenced Secret or ConfigMap is missing is looked at again
 /// this rarely (those objects are not watched); other invalid specs wait for a change.
 const MISSING_REFERENCE_REQUEUE: Duration = Duration::from_secs(120);
@@ -50,22 +51,71 @@ const MISSING_REFERENCE_REQUEUE: Duration = Duration::from_secs(120);
 /// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
+    let ns = ctx.settings.watch_namespace.as_deref();
+    let managed =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    // What the operator owns, cached from watches: a pass reads applied hashes
+    // and Deployment readiness from here instead of asking the apiserver.
+    let (owned, deployments, feeds) = apply::Owned::watch(&client, ns, &managed);
+    let feeds = tokio::spawn(feeds);
+    owned.wait_until_ready().await;
+
     // DeserializeGuard: one malformed object is reported, not a stalled watch.
-    let (services, deployments) = match &ctx.settings.watch_namespace {
-        Some(ns) => (
-            Api::<DeserializeGuard<SmartContractService>>::namespaced(client.clone(), ns),
-            Api::<Deployment>::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
+    let (services, writer) = reflector::store();
+    let service_events = watcher(api(&client, ns), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(apply::slim)
+        .reflect(writer)
+        .applied_objects()
+        // Status-only changes (our own status writes) need no pass.
+        .predicate_filter(pass_due, Default::default());
+    // A policy's participants go into its registry service's sidecar config;
+    // its registry's address into the config of every service referencing it.
+    let (policies, writer) = reflector::store();
+    let policy_events = watcher(api::<AccessPolicy>(&client, ns), Default::default())
+        .default_backoff()
+        .modify(apply::slim)
+        .reflect(writer)
+        .touched_objects()
+        .predicate_filter(
+            |p: &AccessPolicy| pass_due_meta(p.meta()),
+            Default::default(),
+        );
+    let caches = Caches {
+        owned,
+        services: services.clone(),
+        policies,
     };
-    let managed = format!("app.kubernetes.io/managed-by={FIELD_MANAGER}");
-    Controller::new(services, watcher::Config::default().any_semantic())
-        .owns(deployments, watcher::Config::default().labels(&managed))
+    let reconciler = Arc::new(Reconciler { ctx, caches });
+    let by_policy = services.clone();
+    Controller::for_stream(service_events, services)
+        .owns_stream(deployments)
+        .watches_stream(policy_events, move |policy: AccessPolicy| {
+            let namespace = policy.namespace().unwrap_or_default();
+            let name = policy.name_any();
+            let registry = policy.spec.registry.name.clone();
+            by_policy
+                .state()
+                .into_iter()
+                .filter_map(|g| g.0.as_ref().ok().cloned())
+                .filter(|scs| {
+                    scs.namespace().as_deref() == Some(&namespace)
+                        && (scs.name_any() == registry
+                            || scs
+                                .spec
+                                .access_policy_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name == name))
+                })
+                .map(|scs| reflector::ObjectRef::from_obj(&scs).erase())
+                .map(|r| reflector::ObjectRef::new(&r.name).within(&namespace))
+                .collect::<Vec<_>>()
+        })
         // Unbounded, a burst of new objects runs every reconcile at once and the
         // apiserver answers with timeouts (measured: 442 of 1,000 Service applies).
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, reconciler)
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => debug!(object = %obj, "reconciled"),
@@ -73,6 +123,50 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             }
         })
         .await;
+    feeds.abort();
+}
+
+/// An `Api` for `K` in the watched namespace, or all namespaces.
+fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// What makes a pass due: the spec (generation), the annotations
+/// (skip-retire) or deletion — not a status change, nor the finalizer this
+/// pass added itself (a removed finalizer is put back by the next resync).
+fn pass_due(guard: &DeserializeGuard<SmartContractService>) -> Option<u64> {
+    pass_due_meta(guard.meta())
+}
+
+fn pass_due_meta(meta: &kube::api::ObjectMeta) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        meta.generation,
+        &meta.annotations,
+        meta.deletion_timestamp.is_some(),
+    )
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// The controller's shared state: the operator-wide context and its watch caches.
+struct Reconciler {
+    ctx: Arc<Context>,
+    caches: Caches,
+}
+
+/// What the controller's watches hold.
+pub(crate) struct Caches {
+    pub owned: apply::Owned,
+    pub services: reflector::Store<DeserializeGuard<SmartContractService>>,
+    pub policies: reflector::Store<AccessPolicy>,
 }
 
 fn key(scs: &SmartContractService) -> String {
@@ -81,8 +175,9 @@ fn key(scs: &SmartContractService) -> String {
 
 async fn reconcile(
     guard: Arc<DeserializeGuard<SmartContractService>>,
-    ctx: Arc<Context>,
+    reconciler: Arc<Reconciler>,
 ) -> Result<Action, Error> {
+    let ctx = &reconciler.ctx;
     let scs = match &guard.0 {
         Ok(scs) => scs,
         Err(malformed) => {
@@ -98,7 +193,7 @@ async fn reconcile(
                 ..Default::default()
             };
             publish(
-                &ctx,
+                ctx,
                 &reference,
                 EventType::Warning,
                 "MalformedObject",
@@ -111,25 +206,37 @@ async fn reconcile(
     let _timer = ctx.metrics.reconcile(KIND);
     let api: Api<SmartContractService> =
         Api::namespaced(ctx.client.clone(), &scs.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, Arc::new(scs.clone()), |event| async {
-        match event {
-            finalizer::Event::Apply(scs) => reconcile_service(&scs, &ctx).await,
-            finalizer::Event::Cleanup(scs) => retire::cleanup(&scs, &ctx).await,
+    if scs.meta().deletion_timestamp.is_some() {
+        if !scs.finalizers().iter().any(|f| f == FINALIZER) {
+            return Ok(Action::await_change());
         }
-    })
-    .await;
-    match result {
-        Ok(action) => Ok(action),
-        Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => Err(e),
-        Err(other) => Err(Error::Finalizer(other.to_string())),
+        let action = retire::cleanup(scs, ctx).await?;
+        finalizers::remove(&api, scs, FINALIZER).await?;
+        return Ok(action);
     }
+    // The finalizer goes on in the same pass as the first apply, concurrently
+    // (not in a pass of its own): a queue wait and a round trip less per new
+    // object. Owned objects applied before it are garbage-collected anyway.
+    let add_finalizer = async {
+        if scs.finalizers().iter().any(|f| f == FINALIZER) {
+            return Ok(());
+        }
+        finalizers::add(&api, scs, FINALIZER).await
+    };
+    let (added, action) = tokio::join!(
+        add_finalizer,
+        reconcile_service(scs, ctx, Some(&reconciler.caches))
+    );
+    added?;
+    action
 }
 
 fn error_policy(
     guard: Arc<DeserializeGuard<SmartContractService>>,
     error: &Error,
-    ctx: Arc<Context>,
+    reconciler: Arc<Reconciler>,
 ) -> Action {
+    let ctx = &reconciler.ctx;
     ctx.metrics.failure(KIND, error.reason());
     let Ok(scs) = &guard.0 else {
         return Action::await_change();
@@ -140,19 +247,18 @@ fn error_policy(
 }
 
 /// One pass over a live object: read references, validate, build, apply, observe, report.
-async fn reconcile_service(scs: &SmartContractService, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_service(
+    scs: &SmartContractService,
+    ctx: &Context,
+    caches: Option<&Caches>,
+) -> Result<Action, Error> {
+    let owned = caches.map(|c| &c.owned);
     let namespace = scs.namespace().unwrap_or_default();
     let client = &ctx.client;
 
     // Dereference (the only reads of user objects; values stay in memory).
     let key_ref = &scs.spec.signer.secret_key_ref;
-    let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
-        .get_opt(&key_ref.name)
-        .await?;
-    let signer_key = secret
-        .and_then(|s| s.data)
-        .and_then(|mut d| d.remove(&key_ref.key))
-        .map(|b| b.0);
+    let signer_key = read_secret_key(client, &namespace, &key_ref.name, &key_ref.key).await?;
     let artifact_json = match &scs.spec.contract.artifact_ref {
         Some(r) => Api::<ConfigMap>::namespaced(client.clone(), &namespace)
             .get_opt(&r.name)
@@ -161,9 +267,39 @@ async fn reconcile_service(scs: &SmartContractService, ctx: &Context) -> Result<
             .and_then(|mut d| d.remove(&r.key)),
         None => None,
     };
+    let policies = policies_in(ctx, caches, &namespace).await?;
+    let access_policy = match &scs.spec.access_policy_ref {
+        None => PolicyLookup::NotReferenced,
+        Some(r) => match policies.iter().find(|p| p.name_any() == r.name) {
+            None => PolicyLookup::PolicyNotFound,
+            Some(policy) => {
+                let registry = policy.spec.registry.name.clone();
+                if registry == scs.name_any() {
+                    PolicyLookup::Found {
+                        policy,
+                        registry_admin: None,
+                    }
+                } else {
+                    match registry_admin(ctx, caches, &namespace, &registry).await? {
+                        Ok(admin) => PolicyLookup::Found {
+                            policy,
+                            registry_admin: Some(admin),
+                        },
+                        Err(lookup) => lookup,
+                    }
+                }
+            }
+        },
+    };
     let refs = validate::References {
         signer_key: signer_key.as_deref(),
         artifact_json: artifact_json.as_deref(),
+        access_policy,
+        hosted_policies: policies
+            .iter()
+            .filter(|p| p.spec.registry.name == scs.name_any())
+            .map(|p| &**p)
+            .collect(),
     };
 
     let plan = match validate::validate(scs, &refs) {
@@ -172,7 +308,7 @@ async fn reconcile_service(scs: &SmartContractService, ctx: &Context) -> Result<
     };
 
     let children = build::build(scs, &plan, &ctx.settings.sidecar_image);
-    let written = apply::apply(client, &namespace, children).await?;
+    let written = apply::apply(client, &namespace, children, owned).await?;
     if written > 0 {
         info!(object = %key(scs), written, "applied owned objects");
         publish(
@@ -185,10 +321,17 @@ async fn reconcile_service(scs: &SmartContractService, ctx: &Context) -> Result<
         .await;
     }
 
-    let deployment = Api::<Deployment>::namespaced(client.clone(), &namespace)
-        .get_opt(&plan.name)
-        .await?;
-    let chain = status::observe_chain(&plan, ctx.settings.chain_timeout).await;
+    let deployment = match owned {
+        // The watch's copy; a Deployment written in this pass has no status yet
+        // anyway, and its status changes come back as watch events.
+        Some(owned) => owned.deployment(&namespace, &plan.name),
+        None => {
+            Api::<Deployment>::namespaced(client.clone(), &namespace)
+                .get_opt(&plan.name)
+                .await?
+        }
+    };
+    let chain = status::observe_chain(&plan, &ctx.chains, ctx.settings.chain_timeout).await;
     let outcome = status::compute(scs, &plan, deployment.as_ref(), &chain);
     write_status(scs, ctx, outcome.status, &outcome.conditions).await?;
 
@@ -205,6 +348,78 @@ async fn reconcile_service(scs: &SmartContractService, ctx: &Context) -> Result<
                 .next_in(&key(scs), scs.metadata.generation.unwrap_or_default()),
         )
     })
+}
+
+/// The value at `key` of Secret `name`, if both exist.
+pub(crate) async fn read_secret_key(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, kube::Error> {
+    Ok(Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|mut d| d.remove(key))
+        .map(|b| b.0))
+}
+
+/// The AccessPolicies of `namespace`, from the watch cache (or a list without one).
+async fn policies_in(
+    ctx: &Context,
+    caches: Option<&Caches>,
+    namespace: &str,
+) -> Result<Vec<Arc<AccessPolicy>>, kube::Error> {
+    Ok(match caches {
+        Some(c) => c
+            .policies
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace().as_deref() == Some(namespace))
+            .collect(),
+        None => Api::<AccessPolicy>::namespaced(ctx.client.clone(), namespace)
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
+    })
+}
+
+/// The admin (signer address) of the registry service `name`, or why it cannot be known.
+async fn registry_admin(
+    ctx: &Context,
+    caches: Option<&Caches>,
+    namespace: &str,
+    name: &str,
+) -> Result<Result<alloy::primitives::Address, PolicyLookup<'static>>, kube::Error> {
+    let registry = match caches {
+        Some(c) => c
+            .services
+            .get(&reflector::ObjectRef::new(name).within(namespace))
+            .and_then(|g| g.0.as_ref().ok().cloned()),
+        None => {
+            Api::<SmartContractService>::namespaced(ctx.client.clone(), namespace)
+                .get_opt(name)
+                .await?
+        }
+    };
+    let Some(registry) = registry else {
+        return Ok(Err(PolicyLookup::RegistryNotFound {
+            registry: name.into(),
+        }));
+    };
+    let key_ref = &registry.spec.signer.secret_key_ref;
+    let key = read_secret_key(&ctx.client, namespace, &key_ref.name, &key_ref.key).await?;
+    Ok(key
+        .and_then(|k| String::from_utf8(k).ok())
+        .and_then(|k| kontrakt_sidecar::key::parse_signer(&k))
+        .map(|signer| signer.address())
+        .ok_or(PolicyLookup::RegistrySignerNotFound {
+            registry: name.into(),
+        }))
 }
 
 async fn report_invalid(
@@ -252,6 +467,36 @@ async fn write_status(
         &Patch::Apply(&body),
     )
     .await?;
+    // Oracle requests that failed or expired since the last status: one Event
+    // per kind and pass, with the counts (the requests themselves are on chain).
+    let (before, after) = (
+        old.oracle.clone().unwrap_or_default(),
+        status.oracle.clone(),
+    );
+    if let Some(after) = after {
+        for (reason, then, now, what) in [
+            (
+                "OracleRequestsFailed",
+                before.failed,
+                after.failed,
+                "answered with an error",
+            ),
+            (
+                "OracleRequestsExpired",
+                before.expired,
+                after.expired,
+                "expired unanswered",
+            ),
+        ] {
+            if now > then {
+                let note = format!(
+                    "{} more oracle request(s) {what} ({now} in all)",
+                    now - then
+                );
+                publish(ctx, &scs.object_ref(&()), EventType::Warning, reason, &note).await;
+            }
+        }
+    }
     let mut published: Vec<(&str, &str)> = Vec::new();
     for c in computed {
         let before = old.conditions.iter().find(|o| o.type_ == c.type_);
@@ -276,7 +521,9 @@ fn jiff_now() -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::now()
 }
 
-/// Publishes an Event; failing to record one never fails the reconcile.
+/// Publishes an Event in the background: recording one never delays or
+/// fails a reconcile (under load an Event write takes as long as any other
+/// apiserver call, and a pass would otherwise wait for it).
 pub(crate) async fn publish(
     ctx: &Context,
     reference: &ObjectReference,
@@ -291,9 +538,13 @@ pub(crate) async fn publish(
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, reference).await {
-        warn!(error = %e, reason, "could not publish event");
-    }
+    let (recorder, reference, reason) =
+        (ctx.recorder.clone(), reference.clone(), reason.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            warn!(error = %e, reason, "could not publish event");
+        }
+    });
 }
 
 #[cfg(test)]

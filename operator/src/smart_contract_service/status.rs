@@ -3,10 +3,14 @@
 //! the database's writer). Written only when it changes.
 
 use super::{error::Invalid, validate::Plan};
-use crate::api::{Phase, SmartContractService, SmartContractServiceStatus, condition};
+use crate::api::{
+    OracleCounters, Phase, SmartContractService, SmartContractServiceStatus, condition,
+};
+use crate::context::ChainReaders;
+use crate::views::{OracleView, ROLE_ORACLE, RegistryView, member_status};
 use alloy::{
     primitives::{Address, B256, keccak256},
-    providers::{Provider, ProviderBuilder},
+    providers::{DynProvider, Provider},
 };
 use k8s_openapi::{
     api::apps::v1::Deployment,
@@ -38,27 +42,50 @@ pub struct PairState {
     pub writer_version: u64,
     /// Whether the current logic has been retired.
     pub retired: bool,
+    /// The signer in the service's registry (None: no accessPolicyRef).
+    pub enrollment: Option<SignerEnrollment>,
+    /// The logic's oracle counters (None: not an oracle contract, or not deployed).
+    pub oracle: Option<OracleStats>,
+}
+
+/// What the registry says about the service's own signer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignerEnrollment {
+    /// No registry code at the expected address yet.
+    RegistryNotDeployed,
+    /// `statusOf(signer)`; `admin`: the signer administers the registry (holds every role).
+    Member {
+        status: u8,
+        /// Enrolled now (not pending, suspended, revoked or expired).
+        active: bool,
+        admin: bool,
+        oracle: bool,
+    },
+}
+
+/// `KontraktOracle.oracleStats()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OracleStats {
+    pub requested: u64,
+    pub fulfilled: u64,
+    pub failed: u64,
+    pub expired: u64,
 }
 
 /// Reads the pair's state from the chain; every call bounded by `timeout`.
-pub async fn observe_chain(plan: &Plan, timeout: Duration) -> ChainState {
-    match tokio::time::timeout(timeout, read_chain(plan)).await {
+pub async fn observe_chain(plan: &Plan, chains: &ChainReaders, timeout: Duration) -> ChainState {
+    let provider = match chains.get(&plan.sidecar_config.chain.rpc_url) {
+        Ok(p) => p,
+        Err(e) => return ChainState::Unreachable(e),
+    };
+    match tokio::time::timeout(timeout, read_chain(plan, &provider)).await {
         Ok(Ok(state)) => state,
         Ok(Err(e)) => ChainState::Unreachable(e),
         Err(_) => ChainState::Unreachable(format!("no answer within {}s", timeout.as_secs())),
     }
 }
 
-async fn read_chain(plan: &Plan) -> Result<ChainState, String> {
-    let url = plan
-        .sidecar_config
-        .chain
-        .rpc_url
-        .parse()
-        .map_err(|e| format!("rpc url: {e}"))?;
-    let provider = ProviderBuilder::new()
-        .disable_recommended_fillers()
-        .connect_http(url);
+async fn read_chain(plan: &Plan, provider: &DynProvider) -> Result<ChainState, String> {
     let (actual, block) = tokio::join!(provider.get_chain_id(), provider.get_block_number());
     let actual = actual.map_err(|e| e.to_string())?;
     if actual != plan.sidecar_config.chain.chain_id {
@@ -67,11 +94,55 @@ async fn read_chain(plan: &Plan) -> Result<ChainState, String> {
     // Every read at one block, so they describe one state of the chain.
     let at = alloy::eips::BlockId::number(block.map_err(|e| e.to_string())?);
     let code_hash = |code: alloy::primitives::Bytes| (!code.is_empty()).then(|| keccak256(&code));
-    let db = ContractDatabase::new(plan.addresses.database, &provider);
-    let logic = KontraktContract::new(plan.addresses.logic, &provider);
+    let db = ContractDatabase::new(plan.addresses.database, provider);
+    let logic = KontraktContract::new(plan.addresses.logic, provider);
     // Independent reads, together. Before the pair exists the calls fail: the
     // code reads decide which answers count.
-    let (database_code, logic_code, writer, writer_version, retired) = tokio::join!(
+    let registry = plan.sidecar_config.registry;
+    let signer = plan.admin;
+    let read_registry = async {
+        let Some(registry) = registry else {
+            return Ok(None);
+        };
+        let view = RegistryView::new(registry, provider);
+        let (code, member, admin, oracle) = tokio::join!(
+            provider.get_code_at(registry).block_id(at).into_future(),
+            async { view.statusOf(signer).call().block(at).await },
+            async { view.admin().call().block(at).await },
+            async { view.isEnrolled(signer, ROLE_ORACLE).call().block(at).await },
+        );
+        if code.map_err(|e| e.to_string())?.is_empty() {
+            return Ok(Some(SignerEnrollment::RegistryNotDeployed));
+        }
+        let member = member.map_err(|e| e.to_string())?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        Ok::<_, String>(Some(SignerEnrollment::Member {
+            status: member.status,
+            active: member.status == member_status::ENROLLED
+                && (member.expiresAt == 0 || member.expiresAt > now),
+            admin: admin.map_err(|e| e.to_string())? == signer,
+            oracle: oracle.map_err(|e| e.to_string())?,
+        }))
+    };
+    let read_oracle = async {
+        // A logic contract without the oracle part answers with a revert: no counters.
+        OracleView::new(plan.addresses.logic, provider)
+            .oracleStats()
+            .call()
+            .block(at)
+            .await
+            .ok()
+            .map(|s| OracleStats {
+                requested: s.requested,
+                fulfilled: s.fulfilled,
+                failed: s.failed,
+                expired: s.expired,
+            })
+    };
+    let (database_code, logic_code, writer, writer_version, retired, enrollment, oracle) = tokio::join!(
         provider
             .get_code_at(plan.addresses.database)
             .block_id(at)
@@ -83,7 +154,10 @@ async fn read_chain(plan: &Plan) -> Result<ChainState, String> {
         async { db.writer().call().block(at).await },
         async { db.writerVersion().call().block(at).await },
         async { logic.retired().call().block(at).await },
+        read_registry,
+        read_oracle,
     );
+    let enrollment = enrollment?;
     let database_code = code_hash(database_code.map_err(|e| e.to_string())?);
     let logic_code = code_hash(logic_code.map_err(|e| e.to_string())?);
     let (mut writer_out, mut version_out, mut retired_out) = (Address::ZERO, 0, false);
@@ -101,6 +175,8 @@ async fn read_chain(plan: &Plan) -> Result<ChainState, String> {
         writer,
         writer_version,
         retired,
+        enrollment,
+        oracle: if logic_code.is_some() { oracle } else { None },
     }))
 }
 
@@ -193,15 +269,41 @@ pub fn compute(
             message: format!("pair deployed; {available} of {replicas} sidecars available"),
         }
     };
-    let ready = if deployed.status {
-        workload
-    } else {
+    let (enrolled, oracle_ready) = match chain {
+        ChainState::Observed(pair) => {
+            status.oracle = pair.oracle.map(|o| OracleCounters {
+                pending: o
+                    .requested
+                    .saturating_sub(o.fulfilled + o.failed + o.expired)
+                    as i64,
+                fulfilled: o.fulfilled as i64,
+                failed: o.failed as i64,
+                expired: o.expired as i64,
+            });
+            (
+                pair.enrollment.as_ref().map(enrolled_condition),
+                (!plan.sidecar_config.oracle.endpoints.is_empty())
+                    .then(|| oracle_condition(plan, pair, deployed.status)),
+            )
+        }
+        _ => (None, None),
+    };
+    let ready = if !deployed.status {
         Computed {
             type_: condition::READY,
             status: false,
             reason: deployed.reason,
             message: deployed.message.clone(),
         }
+    } else if let Some(e) = enrolled.as_ref().filter(|e| !e.status) {
+        Computed {
+            type_: condition::READY,
+            status: false,
+            reason: e.reason,
+            message: e.message.clone(),
+        }
+    } else {
+        workload
     };
     let is_ready = ready.status;
     status.phase = Some(match (&deployed, is_ready) {
@@ -212,12 +314,95 @@ pub fn compute(
         }
         _ => Phase::Deploying,
     });
+    let mut conditions = vec![deployed];
+    conditions.extend(enrolled);
+    conditions.extend(oracle_ready);
+    conditions.push(ready);
     Outcome {
         status,
-        conditions: vec![deployed, ready],
+        conditions,
         ready: is_ready,
         chain_unreachable,
     }
+}
+
+fn enrolled_condition(e: &SignerEnrollment) -> Computed {
+    let (status, reason, message) = match e {
+        SignerEnrollment::RegistryNotDeployed => (
+            false,
+            "RegistryNotDeployed",
+            "the AccessPolicy's EnrollmentRegistry is not deployed yet (its registry service's sidecar deploys it)".to_owned(),
+        ),
+        SignerEnrollment::Member { admin: true, .. } => (
+            true,
+            "RegistryAdmin",
+            "the signer administers the registry (it holds every role)".to_owned(),
+        ),
+        SignerEnrollment::Member { active: true, .. } => {
+            (true, "SignerEnrolled", "the signer is enrolled in the registry".to_owned())
+        }
+        SignerEnrollment::Member { status, .. } => (
+            false,
+            "SignerNotEnrolled",
+            format!(
+                "the signer is not enrolled in the AccessPolicy's registry (status: {})",
+                match *status {
+                    member_status::NONE => "never requested",
+                    member_status::PENDING => "join request pending",
+                    member_status::SUSPENDED => "suspended",
+                    member_status::REVOKED => "revoked",
+                    _ => "expired",
+                }
+            ),
+        ),
+    };
+    Computed {
+        type_: condition::ENROLLED,
+        status,
+        reason,
+        message,
+    }
+}
+
+fn oracle_condition(plan: &Plan, pair: &PairState, deployed: bool) -> Computed {
+    let oracle = |status, reason, message: String| Computed {
+        type_: condition::ORACLE_READY,
+        status,
+        reason,
+        message,
+    };
+    let endpoints = plan.sidecar_config.oracle.endpoints.len();
+    if !deployed {
+        return oracle(
+            false,
+            "PairNotDeployed",
+            "the contract is not deployed yet".into(),
+        );
+    }
+    let Some(stats) = pair.oracle else {
+        return oracle(
+            false,
+            "NotAnOracleContract",
+            "the logic contract has no oracle (oracleStats() is missing); spec.oracle is unused"
+                .into(),
+        );
+    };
+    // The sidecar attests with the signer key: the registry must accept it as an oracle.
+    if let Some(SignerEnrollment::Member { oracle: false, .. }) = &pair.enrollment {
+        return oracle(
+            false,
+            "OracleNotEnrolled",
+            "the signer is not enrolled as Oracle in the registry: fulfilments would revert".into(),
+        );
+    }
+    oracle(
+        true,
+        "OracleServing",
+        format!(
+            "{endpoints} endpoint(s); {} fulfilled, {} failed, {} expired of {} requests",
+            stats.fulfilled, stats.failed, stats.expired, stats.requested
+        ),
+    )
 }
 
 fn deployed_condition(plan: &Plan, pair: &PairState, wanted: u64) -> Computed {

@@ -31,6 +31,7 @@ fn refs() -> References<'static> {
     References {
         signer_key: Some(DEV_KEY),
         artifact_json: None,
+        ..Default::default()
     }
 }
 
@@ -57,6 +58,7 @@ fn missing_or_garbled_references_are_reported_with_a_reason_and_no_key_material(
         &References {
             signer_key: None,
             artifact_json: None,
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -67,6 +69,7 @@ fn missing_or_garbled_references_are_reported_with_a_reason_and_no_key_material(
         &References {
             signer_key: Some(b"0xnot-a-key"),
             artifact_json: None,
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -89,6 +92,7 @@ fn missing_or_garbled_references_are_reported_with_a_reason_and_no_key_material(
         &References {
             signer_key: Some(DEV_KEY),
             artifact_json: Some("{not json"),
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -248,6 +252,8 @@ fn status_follows_the_chain_and_the_deployment() {
         writer: plan.addresses.logic,
         writer_version: 1,
         retired: false,
+        enrollment: None,
+        oracle: None,
     };
 
     let ready = compute(
@@ -271,7 +277,16 @@ fn status_follows_the_chain_and_the_deployment() {
         &ChainState::Observed(deployed.clone()),
     );
     assert!(!no_pods.ready);
-    assert_eq!(no_pods.conditions[1].reason, "SidecarNotAvailable");
+    assert_eq!(ready_of(&no_pods).reason, "SidecarNotAvailable");
+    let oracle = no_pods
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "OracleReady")
+        .expect("an OracleReady condition: the sample names oracle endpoints");
+    assert_eq!(
+        oracle.reason, "NotAnOracleContract",
+        "no counters were read"
+    );
 
     let nothing = PairState {
         database_code: None,
@@ -279,6 +294,8 @@ fn status_follows_the_chain_and_the_deployment() {
         writer: Address::ZERO,
         writer_version: 0,
         retired: false,
+        enrollment: None,
+        oracle: None,
     };
     let deploying = compute(
         &scs,
@@ -298,7 +315,7 @@ fn status_follows_the_chain_and_the_deployment() {
         &ChainState::WrongChain { actual: 1 },
     );
     assert_eq!(
-        (wrong.status.phase, wrong.conditions[1].reason),
+        (wrong.status.phase, ready_of(&wrong).reason),
         (Some(Phase::Failed), "ChainIdMismatch")
     );
 
@@ -345,4 +362,63 @@ fn unchanged_conditions_keep_their_transition_time() {
         "a pass that changes nothing produces the same conditions"
     );
     assert!(again.iter().all(|c| c.last_transition_time == t0));
+}
+
+fn ready_of(outcome: &super::status::Outcome) -> &super::status::Computed {
+    outcome
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("a Ready condition")
+}
+
+#[test]
+fn the_signer_must_be_enrolled_in_its_registry_to_be_ready() {
+    use super::status::SignerEnrollment;
+    let scs = sample();
+    let plan = validate(&scs, &refs()).unwrap();
+    let member = |status, active, admin| PairState {
+        database_code: Some(plan.addresses.database_code_hash),
+        logic_code: plan.addresses.logic_code_hash,
+        writer: plan.addresses.logic,
+        writer_version: 1,
+        retired: false,
+        enrollment: Some(SignerEnrollment::Member {
+            status,
+            active,
+            admin,
+            oracle: admin,
+        }),
+        oracle: Some(Default::default()),
+    };
+    let revoked = compute(
+        &scs,
+        &plan,
+        Some(&available(1)),
+        &ChainState::Observed(member(4, false, false)),
+    );
+    assert!(!revoked.ready);
+    assert_eq!(ready_of(&revoked).reason, "SignerNotEnrolled");
+    assert!(ready_of(&revoked).message.contains("revoked"));
+    let oracle = revoked
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "OracleReady")
+        .unwrap();
+    assert_eq!(oracle.reason, "OracleNotEnrolled");
+
+    let admin = compute(
+        &scs,
+        &plan,
+        Some(&available(1)),
+        &ChainState::Observed(member(0, false, true)),
+    );
+    assert!(admin.ready, "{:?}", admin.conditions);
+    let enrolled = admin
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Enrolled")
+        .unwrap();
+    assert_eq!(enrolled.reason, "RegistryAdmin");
+    assert_eq!(admin.status.oracle.as_ref().map(|o| o.pending), Some(0));
 }

@@ -2,7 +2,8 @@
 //! [`Plan`] that `build` and `status` use, or an [`Invalid`] reason. Pure.
 
 use super::error::Invalid;
-use crate::api::{ContractTemplate, DatabaseMode, HttpMethod, SmartContractService};
+use crate::access_policy::render;
+use crate::api::{AccessPolicy, ContractTemplate, DatabaseMode, HttpMethod, SmartContractService};
 use alloy::primitives::Address;
 use kontrakt_sidecar::{
     PairAddresses, PairSpec, SidecarConfig,
@@ -22,15 +23,42 @@ pub const SIGNER_DIR: &str = "/var/run/kontrakt/signer";
 pub const SIGNER_FILE: &str = "key";
 pub const ARTIFACT_DIR: &str = "/etc/kontrakt/artifact";
 pub const ARTIFACT_FILE: &str = "artifact.json";
+/// Oracle header values: Secret `i` (in spec order) is mounted at `<dir>/<i>/<file>`.
+pub const ORACLE_HEADERS_DIR: &str = "/var/run/kontrakt/oracle-headers";
+pub const ORACLE_HEADER_FILE: &str = "value";
 /// The sidecar's HTTP port (health, readiness, contract view, events).
 pub const SIDECAR_PORT: u16 = 8080;
 
 /// What the referenced objects hold, as read by the reconciler.
+#[derive(Default)]
 pub struct References<'a> {
     /// The signer Secret's value at `signer.secretKeyRef.key`, if the Secret and key exist.
     pub signer_key: Option<&'a [u8]>,
     /// The artifact ConfigMap's value at `artifactRef.key`, if `artifactRef` is set and it exists.
     pub artifact_json: Option<&'a str>,
+    /// The AccessPolicy named by `accessPolicyRef`, as found.
+    pub access_policy: PolicyLookup<'a>,
+    /// The AccessPolicies (live or being deleted) naming this service as their registry.
+    pub hosted_policies: Vec<&'a AccessPolicy>,
+}
+
+/// What the reconciler found for `accessPolicyRef`.
+#[derive(Debug, Clone, Default)]
+pub enum PolicyLookup<'a> {
+    /// No `accessPolicyRef`: the contract is open to every account.
+    #[default]
+    NotReferenced,
+    /// The AccessPolicy does not exist.
+    PolicyNotFound,
+    /// The policy's registry service does not exist.
+    RegistryNotFound { registry: String },
+    /// The registry service's signer Secret is missing or holds no key.
+    RegistrySignerNotFound { registry: String },
+    /// The policy and the admin of its registry (`None`: this service hosts it itself).
+    Found {
+        policy: &'a AccessPolicy,
+        registry_admin: Option<Address>,
+    },
 }
 
 /// Everything the later steps need, derived from a valid spec.
@@ -46,6 +74,9 @@ pub struct Plan {
     pub addresses: PairAddresses,
     /// Hash of everything the pod reads: a change rolls the Deployment.
     pub config_hash: String,
+    /// The EnrollmentRegistry this service hosts (its sidecar deploys it and
+    /// keeps its membership), when AccessPolicies name it.
+    pub hosted_registry: Option<Address>,
 }
 
 pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Plan, Invalid> {
@@ -138,6 +169,52 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             ));
         }
     };
+    // The registry is an immutable of the logic contract: the policy must be
+    // resolvable before anything is deployed.
+    let (registry, access) = match &refs.access_policy {
+        PolicyLookup::NotReferenced => (None, None),
+        PolicyLookup::PolicyNotFound => {
+            let policy = spec
+                .access_policy_ref
+                .as_ref()
+                .map(|r| r.name.as_str())
+                .unwrap_or_default();
+            return Err(Invalid::new(
+                "AccessPolicyNotFound",
+                format!("AccessPolicy {policy:?} not found"),
+            ));
+        }
+        PolicyLookup::RegistryNotFound { registry } => {
+            return Err(Invalid::new(
+                "RegistryNotFound",
+                format!("the AccessPolicy's registry SmartContractService {registry:?} not found"),
+            ));
+        }
+        PolicyLookup::RegistrySignerNotFound { registry } => {
+            return Err(Invalid::new(
+                "RegistrySignerNotFound",
+                format!(
+                    "the signer Secret of the registry SmartContractService {registry:?} is missing or holds no key"
+                ),
+            ));
+        }
+        PolicyLookup::Found {
+            policy,
+            registry_admin,
+        } => (
+            Some(kontrakt_sidecar::addresses::registry_address(
+                &namespace,
+                &policy.spec.registry.name,
+                registry_admin.unwrap_or(admin),
+            )),
+            Some(render::access(policy)),
+        ),
+    };
+    let enrollment = render::enrollment(&refs.hosted_policies, admin);
+    let hosted_registry = enrollment
+        .is_some()
+        .then(|| kontrakt_sidecar::addresses::registry_address(&namespace, &name, admin));
+
     let version = u64::try_from(spec.contract.version)
         .ok()
         .filter(|v| *v >= 1)
@@ -147,7 +224,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
         .filter(|id| *id >= 1)
         .ok_or_else(|| Invalid::new("ChainIdInvalid", "chain.chainId must be >= 1"))?;
 
-    let sidecar_config = SidecarConfig {
+    let mut sidecar_config = SidecarConfig {
         chain: ChainConfig {
             rpc_url,
             chain_id,
@@ -164,8 +241,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             version,
         },
         database,
-        // The registry of the referenced AccessPolicy joins the config with the enrollment controller.
-        registry: None,
+        registry,
         listen: std::net::SocketAddr::from(([0, 0, 0, 0], SIDECAR_PORT)),
         interop: InteropConfig {
             events: spec
@@ -188,10 +264,30 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
                     },
                     timeout_seconds: u64::try_from(e.timeout_seconds).unwrap_or(10),
                     retries: u32::try_from(e.retries).unwrap_or(0),
+                    result_path: e.result_path.clone(),
+                    headers: Vec::new(),
                 })
                 .collect(),
+            ..Default::default()
         },
+        enrollment,
+        access,
     };
+    // Header values stay in their Secrets: each is mounted as a file (see
+    // `build::pod_spec`) and the config names only the file.
+    for (i, (endpoint, header)) in oracle_headers(scs).enumerate() {
+        if let Some(e) = sidecar_config
+            .oracle
+            .endpoints
+            .iter_mut()
+            .find(|e| e.name == endpoint.name)
+        {
+            e.headers.push(kontrakt_sidecar::config::OracleHeader {
+                name: header.name.clone(),
+                value_file: format!("{ORACLE_HEADERS_DIR}/{i}/{ORACLE_HEADER_FILE}").into(),
+            });
+        }
+    }
     sidecar_config
         .validate()
         .map_err(|e| Invalid::new("SidecarConfigInvalid", e.to_string()))?;
@@ -217,7 +313,19 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
         admin,
         addresses,
         config_hash: format!("{config_hash:x}")[..16].to_owned(),
+        hosted_registry,
     })
+}
+
+/// Every oracle header of the spec, in order (the order numbers their mounts).
+pub fn oracle_headers(
+    scs: &SmartContractService,
+) -> impl Iterator<Item = (&crate::api::OracleEndpoint, &crate::api::SecretHeader)> {
+    scs.spec
+        .oracle
+        .iter()
+        .flat_map(|o| &o.endpoints)
+        .flat_map(|e| e.headers.iter().map(move |h| (e, h)))
 }
 
 /// The built-in artifact of a template.

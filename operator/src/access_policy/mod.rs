@@ -1,0 +1,307 @@
+//! The AccessPolicy controller: the policy's participants reach the chain
+//! through its registry service's sidecar (see [`render`]); this controller
+//! reads the registry back and reports, per participant, what the chain holds.
+//!
+//! validate (registry service, its signer, the admin not listed) → observe the
+//! registry on chain → status. A finalizer holds the object until the sidecar
+//! has revoked what the policy enrolled.
+
+pub mod render;
+pub mod status;
+
+use crate::smart_contract_service::status::Computed;
+use crate::{
+    api::{AccessPolicy, AccessPolicyStatus, SmartContractService},
+    context::{Context, FIELD_MANAGER},
+    smart_contract_service::{publish, read_secret_key},
+};
+use alloy::primitives::Address;
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        Controller,
+        controller::{self, Action},
+        events::EventType,
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use serde_json::json;
+use status::Observation;
+use std::{future::Future, sync::Arc, time::Duration};
+use tracing::{debug, warn};
+
+pub const KIND: &str = "AccessPolicy";
+/// Held until the registry no longer enrolls what this policy enrolled.
+pub const FINALIZER: &str = "kontrakt.dev/revoke";
+/// `"true"` skips waiting for the revocations on delete (e.g. the chain is gone for good).
+pub const SKIP_REVOKE_ANNOTATION: &str = "kontrakt.dev/skip-revoke";
+const CONCURRENCY: u16 = 8;
+/// A missing registry service is looked at again this rarely (its creation also triggers a pass).
+const MISSING_REFERENCE_REQUEUE: Duration = Duration::from_secs(120);
+
+/// Why a pass failed (transient: retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubeApiError",
+            Error::Finalizer(_) => "FinalizerError",
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let (policies, services): (Api<AccessPolicy>, Api<SmartContractService>) =
+        match &ctx.settings.watch_namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
+    let controller = Controller::new(policies, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        // A registry service that appears, changes or gets its contracts
+        // deployed changes what its policies can report.
+        .watches(
+            services,
+            Default::default(),
+            move |scs: SmartContractService| {
+                let namespace = scs.namespace().unwrap_or_default();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|p| {
+                        p.namespace().as_deref() == Some(&namespace)
+                            && p.spec.registry.name == scs.name_any()
+                    })
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                debug!(error = %e, "access policy pass failed");
+            }
+        })
+        .await;
+}
+
+fn key(p: &AccessPolicy) -> String {
+    format!("ap/{}/{}", p.namespace().unwrap_or_default(), p.name_any())
+}
+
+fn error_policy(policy: Arc<AccessPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(KIND, error.reason());
+    let delay = ctx.backoff.next(&key(&policy));
+    warn!(object = %key(&policy), error = %error, retry_in_s = delay.as_secs(), "access policy pass failed; retrying");
+    Action::requeue(delay)
+}
+
+async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    let namespace = policy.namespace().unwrap_or_default();
+    let api: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    let deleting = policy.meta().deletion_timestamp.is_some();
+    let has_finalizer = policy.finalizers().iter().any(|f| f == FINALIZER);
+    if deleting && !has_finalizer {
+        return Ok(Action::await_change());
+    }
+    if !deleting && !has_finalizer {
+        patch_finalizers(&api, &policy, true).await?;
+    }
+
+    let observation = observe(&policy, &ctx).await?;
+    if deleting {
+        let skip = policy
+            .annotations()
+            .get(SKIP_REVOKE_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        let done =
+            skip || status::revocations_done(&policy, &observation, &others(&ctx, &policy).await?);
+        if done {
+            let note = if skip {
+                format!("{SKIP_REVOKE_ANNOTATION} is set: enrollments are left as they are")
+            } else {
+                "nothing this policy enrolled is still enrolled on chain".into()
+            };
+            publish(
+                &ctx,
+                &policy.object_ref(&()),
+                EventType::Normal,
+                "Revoked",
+                &note,
+            )
+            .await;
+            patch_finalizers(&api, &policy, false).await?;
+            return Ok(Action::await_change());
+        }
+        return Ok(Action::requeue(ctx.progress.next(&key(&policy))));
+    }
+
+    let outcome = status::compute(&policy, &observation);
+    write_status(&policy, &ctx, outcome.status, &outcome.conditions).await?;
+    Ok(match outcome.requeue {
+        status::Requeue::Synced => {
+            ctx.backoff.reset(&key(&policy));
+            ctx.progress.reset(&key(&policy));
+            Action::requeue(ctx.settings.resync)
+        }
+        status::Requeue::Waiting => Action::requeue(ctx.progress.next_in(
+            &key(&policy),
+            policy.metadata.generation.unwrap_or_default(),
+        )),
+        status::Requeue::Unreachable => Action::requeue(ctx.backoff.next(&key(&policy))),
+        status::Requeue::MissingReference => Action::requeue(MISSING_REFERENCE_REQUEUE),
+        status::Requeue::OnChange => Action::await_change(),
+    })
+}
+
+/// The other policies of the namespace naming the same registry (they keep
+/// their participants enrolled when this one goes).
+async fn others(ctx: &Context, policy: &AccessPolicy) -> Result<Vec<AccessPolicy>, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    Ok(
+        Api::<AccessPolicy>::namespaced(ctx.client.clone(), &namespace)
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.name_any() != policy.name_any()
+                    && p.spec.registry.name == policy.spec.registry.name
+                    && p.meta().deletion_timestamp.is_none()
+            })
+            .collect(),
+    )
+}
+
+/// Dereferences the registry service and reads its registry from the chain.
+async fn observe(policy: &AccessPolicy, ctx: &Context) -> Result<Observation, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let registry_name = &policy.spec.registry.name;
+    let Some(registry) = Api::<SmartContractService>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(registry_name)
+        .await?
+    else {
+        return Ok(Observation::RegistryServiceNotFound);
+    };
+    let key_ref = &registry.spec.signer.secret_key_ref;
+    let admin: Option<Address> =
+        read_secret_key(&ctx.client, &namespace, &key_ref.name, &key_ref.key)
+            .await?
+            .and_then(|k| String::from_utf8(k).ok())
+            .and_then(|k| kontrakt_sidecar::key::parse_signer(&k))
+            .map(|s| s.address());
+    let Some(admin) = admin else {
+        return Ok(Observation::RegistrySignerNotFound);
+    };
+    let Some(rpc_url) = registry.spec.chain.rpc_url.clone() else {
+        return Ok(Observation::RpcUrlSecretNotSupported);
+    };
+    let address = kontrakt_sidecar::addresses::registry_address(&namespace, registry_name, admin);
+    Ok(status::read_registry(ctx, &rpc_url, address, admin).await)
+}
+
+async fn patch_finalizers(
+    api: &Api<AccessPolicy>,
+    policy: &AccessPolicy,
+    add: bool,
+) -> Result<(), Error> {
+    let current = policy.finalizers().to_vec();
+    let wanted: Vec<String> = if add {
+        current
+            .iter()
+            .cloned()
+            .chain([FINALIZER.to_owned()])
+            .collect()
+    } else {
+        current
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect()
+    };
+    // `test` first: a concurrent change of the list fails this patch instead of being lost.
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        { "op": "test", "path": "/metadata/finalizers", "value": policy.metadata.finalizers },
+        { "op": "replace", "path": "/metadata/finalizers", "value": wanted },
+    ]))
+    .map_err(|e| Error::Finalizer(e.to_string()))?;
+    api.patch::<AccessPolicy>(
+        &policy.name_any(),
+        &PatchParams::default(),
+        &Patch::Json(patch),
+    )
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()))?;
+    Ok(())
+}
+
+/// Writes the status when it changed; one Event per condition that changed.
+async fn write_status(
+    policy: &AccessPolicy,
+    ctx: &Context,
+    mut status: AccessPolicyStatus,
+    computed: &[Computed],
+) -> Result<(), Error> {
+    let old = policy.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    status.conditions = crate::smart_contract_service::status::merge_conditions(
+        &old.conditions,
+        computed,
+        policy.metadata.generation,
+        now,
+    );
+    if status == old {
+        return Ok(());
+    }
+    let api: Api<AccessPolicy> =
+        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": AccessPolicy::api_version(&()),
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(
+        &policy.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    let mut published: Vec<(&str, &str)> = Vec::new();
+    for c in computed {
+        let before = old.conditions.iter().find(|o| o.type_ == c.type_);
+        let changed =
+            before.is_none_or(|b| (b.status == "True") != c.status || b.reason != c.reason);
+        // Ready often repeats Synced's reason and message: one Event says it.
+        let repeated = published.contains(&(c.reason, c.message.as_str()));
+        if changed && !repeated {
+            published.push((c.reason, c.message.as_str()));
+            let type_ = if c.status {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            publish(ctx, &policy.object_ref(&()), type_, c.reason, &c.message).await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,522 @@
+//! AccessPolicy status: the registry as read from the chain, compared with
+//! the participants the policy lists. Pure except [`read_registry`].
+
+use super::render::{self, Desired};
+use crate::api::{AccessPolicy, AccessPolicyStatus, ParticipantState as Listed, condition};
+use crate::context::Context;
+use crate::smart_contract_service::status::Computed;
+use crate::views::{RegistryView, member_status};
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use kontrakt_sidecar::config::{self, ParticipantState};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Member records read per call; pages are followed up to [`MAX_PAGES`].
+const PAGE: u64 = 500;
+const MAX_PAGES: usize = 200;
+/// Names listed in a condition message at most.
+const NAMES_SHOWN: usize = 10;
+
+/// One member record of the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub status: u8,
+    pub role: u8,
+    pub expires_at: u64,
+}
+
+/// What the policy's dereference and the chain said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    RegistryServiceNotFound,
+    RegistrySignerNotFound,
+    RpcUrlSecretNotSupported,
+    Unreachable(String),
+    RegistryNotDeployed {
+        address: Address,
+        admin: Address,
+    },
+    Registry {
+        address: Address,
+        admin: Address,
+        members: BTreeMap<Address, Record>,
+    },
+}
+
+/// Reads every member record of the registry at `address` (paged, one block).
+pub async fn read_registry(
+    ctx: &Context,
+    rpc_url: &str,
+    address: Address,
+    admin: Address,
+) -> Observation {
+    let provider = match ctx.chains.get(rpc_url) {
+        Ok(p) => p,
+        Err(e) => return Observation::Unreachable(e),
+    };
+    let read = async {
+        let block = provider
+            .get_block_number()
+            .await
+            .map_err(|e| e.to_string())?;
+        let at = alloy::eips::BlockId::number(block);
+        let code = provider
+            .get_code_at(address)
+            .block_id(at)
+            .await
+            .map_err(|e| e.to_string())?;
+        if code.is_empty() {
+            return Ok(Observation::RegistryNotDeployed { address, admin });
+        }
+        let view = RegistryView::new(address, &provider);
+        let mut members = BTreeMap::new();
+        let mut cursor = Address::ZERO;
+        for _ in 0..MAX_PAGES {
+            let page = view
+                .members(cursor, alloy::primitives::U256::from(PAGE))
+                .call()
+                .block(at)
+                .await
+                .map_err(|e| e.to_string())?;
+            for r in page.page {
+                members.insert(
+                    r.account,
+                    Record {
+                        status: r.status,
+                        role: r.role,
+                        expires_at: r.expiresAt,
+                    },
+                );
+            }
+            if page.next == Address::ZERO {
+                break;
+            }
+            cursor = page.next;
+        }
+        Ok::<_, String>(Observation::Registry {
+            address,
+            admin,
+            members,
+        })
+    };
+    // Paging a large registry takes several calls: allow one timeout per page.
+    let limit = ctx.settings.chain_timeout * 4;
+    match tokio::time::timeout(limit, read).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => Observation::Unreachable(e),
+        Err(_) => Observation::Unreachable(format!("no answer within {}s", limit.as_secs())),
+    }
+}
+
+/// When to look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    Synced,
+    Waiting,
+    Unreachable,
+    MissingReference,
+    OnChange,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: AccessPolicyStatus,
+    pub conditions: Vec<Computed>,
+    pub requeue: Requeue,
+}
+
+/// Whether the chain holds `desired` as listed.
+pub fn in_sync(desired: &config::Participant, record: Option<&Record>) -> bool {
+    let status = record.map_or(member_status::NONE, |r| r.status);
+    let role_ok = record.is_some_and(|r| r.role == desired.role.number());
+    let expiry_ok = record.is_some_and(|r| r.expires_at == desired.expires_at.unwrap_or(0));
+    match desired.state {
+        ParticipantState::Enrolled => status == member_status::ENROLLED && role_ok && expiry_ok,
+        ParticipantState::Pending => {
+            matches!(status, member_status::NONE | member_status::PENDING)
+        }
+        ParticipantState::Suspended => status == member_status::SUSPENDED && role_ok,
+    }
+}
+
+fn state_name(record: Option<&Record>) -> &'static str {
+    match record.map(|r| r.status) {
+        None | Some(member_status::NONE) => "not a member",
+        Some(member_status::PENDING) => "pending",
+        Some(member_status::ENROLLED) => "enrolled",
+        Some(member_status::SUSPENDED) => "suspended",
+        Some(member_status::REVOKED) => "revoked",
+        Some(_) => "unknown",
+    }
+}
+
+fn ready_from(c: &Computed) -> Computed {
+    Computed {
+        type_: condition::READY,
+        status: c.status,
+        reason: c.reason,
+        message: c.message.clone(),
+    }
+}
+
+/// The status of `policy` from what was observed. Pure.
+pub fn compute(policy: &AccessPolicy, observation: &Observation) -> Outcome {
+    let mut status = AccessPolicyStatus {
+        observed_generation: policy.metadata.generation,
+        ..Default::default()
+    };
+    let synced = |ok, reason, message: String| Computed {
+        type_: condition::SYNCED,
+        status: ok,
+        reason,
+        message,
+    };
+    let registry = &policy.spec.registry.name;
+    let (c, requeue) = match observation {
+        Observation::RegistryServiceNotFound => (
+            synced(
+                false,
+                "RegistryNotFound",
+                format!("the registry SmartContractService {registry:?} does not exist"),
+            ),
+            Requeue::MissingReference,
+        ),
+        Observation::RegistrySignerNotFound => (
+            synced(
+                false,
+                "RegistrySignerNotFound",
+                format!(
+                    "the signer Secret of the registry SmartContractService {registry:?} is missing or holds no key"
+                ),
+            ),
+            Requeue::MissingReference,
+        ),
+        Observation::RpcUrlSecretNotSupported => (
+            synced(
+                false,
+                "RpcUrlSecretNotSupported",
+                format!(
+                    "the registry SmartContractService {registry:?} uses chain.rpcUrlSecretRef, which is not supported yet"
+                ),
+            ),
+            Requeue::OnChange,
+        ),
+        Observation::Unreachable(e) => (
+            synced(
+                false,
+                "ChainUnreachable",
+                format!("chain RPC unreachable: {e}"),
+            ),
+            Requeue::Unreachable,
+        ),
+        Observation::RegistryNotDeployed { address, admin } => match admin_listed(policy, *admin) {
+            Some(c) => (c, Requeue::OnChange),
+            None => (
+                synced(
+                    false,
+                    "RegistryNotDeployed",
+                    format!(
+                        "no EnrollmentRegistry at {address} yet: the sidecar of {registry:?} deploys it"
+                    ),
+                ),
+                Requeue::Waiting,
+            ),
+        },
+        Observation::Registry {
+            address,
+            admin,
+            members,
+        } => match admin_listed(policy, *admin) {
+            Some(c) => (c, Requeue::OnChange),
+            None => {
+                let desired = render::desired_members(&[policy], *admin);
+                fill_lists(&mut status, policy, &desired, members);
+                let behind: Vec<String> = desired
+                    .iter()
+                    .filter(|d| !in_sync(&d.participant, members.get(&d.participant.address)))
+                    .map(|d| {
+                        format!(
+                            "{} (wants {:?}, chain: {})",
+                            d.name,
+                            d.participant.state,
+                            state_name(members.get(&d.participant.address))
+                        )
+                    })
+                    .collect();
+                if behind.is_empty() {
+                    (
+                        synced(
+                            true,
+                            "InSync",
+                            format!(
+                                "{} participant(s) as listed in registry {address}",
+                                desired.len()
+                            ),
+                        ),
+                        Requeue::Synced,
+                    )
+                } else {
+                    let more = behind.len().saturating_sub(NAMES_SHOWN);
+                    let mut shown = behind[..behind.len().min(NAMES_SHOWN)].join(", ");
+                    if more > 0 {
+                        shown.push_str(&format!(" and {more} more"));
+                    }
+                    (
+                        synced(
+                            false,
+                            "NotInSync",
+                            format!(
+                                "{} of {} participant(s) not yet as listed on chain (the sidecar of {registry:?} sends the transactions): {shown}",
+                                behind.len(),
+                                desired.len()
+                            ),
+                        ),
+                        Requeue::Waiting,
+                    )
+                }
+            }
+        },
+    };
+    let ready = ready_from(&c);
+    Outcome {
+        status,
+        conditions: vec![c, ready],
+        requeue,
+    }
+}
+
+/// Listing the registry's admin is refused: it holds every role already and
+/// can never be suspended or revoked.
+fn admin_listed(policy: &AccessPolicy, admin: Address) -> Option<Computed> {
+    let p = policy
+        .spec
+        .participants
+        .iter()
+        .find(|p| p.address.parse::<Address>().ok() == Some(admin))?;
+    Some(Computed {
+        type_: condition::SYNCED,
+        status: false,
+        reason: "AdminIsParticipant",
+        message: format!(
+            "participant {:?} ({admin}) is the registry's admin (the signer of {:?}): it holds every role and can never be suspended or revoked; remove it from the list",
+            p.name, policy.spec.registry.name
+        ),
+    })
+}
+
+fn fill_lists(
+    status: &mut AccessPolicyStatus,
+    policy: &AccessPolicy,
+    desired: &[Desired],
+    members: &BTreeMap<Address, Record>,
+) {
+    let names: BTreeMap<Address, &str> = desired
+        .iter()
+        .map(|d| (d.participant.address, d.name.as_str()))
+        .collect();
+    let listed = |a: &Address| names.contains_key(a);
+    let entry = |a: &Address, r: &Record| Listed {
+        name: names.get(a).map(|n| (*n).to_owned()),
+        address: a.to_checksum(None),
+        role: config::Role::from_number(r.role).map(render::api_role),
+    };
+    for (a, r) in members {
+        match r.status {
+            // Enrolled and suspended accounts of other policies on the same
+            // registry are theirs to report; pending and revoked ones are
+            // shown to every policy of the registry (anyone may ask to join).
+            member_status::ENROLLED if listed(a) => status.enrolled.push(entry(a, r)),
+            member_status::SUSPENDED if listed(a) => status.suspended.push(entry(a, r)),
+            member_status::PENDING => status.pending.push(entry(a, r)),
+            member_status::REVOKED => status.revoked.push(entry(a, r)),
+            _ => {}
+        }
+    }
+    let _ = policy;
+    status.enrolled_count = Some(status.enrolled.len() as i64);
+    status.pending_count = Some(status.pending.len() as i64);
+    status.revoked_count = Some(status.revoked.len() as i64);
+}
+
+/// On delete: whether nothing this policy enrolled (and no other live policy
+/// lists) is still enrolled or suspended on chain.
+pub fn revocations_done(
+    policy: &AccessPolicy,
+    observation: &Observation,
+    others: &[AccessPolicy],
+) -> bool {
+    let members = match observation {
+        Observation::Registry { members, .. } => members,
+        // Nothing on chain, or nothing left that could revoke.
+        Observation::RegistryNotDeployed { .. }
+        | Observation::RegistryServiceNotFound
+        | Observation::RegistrySignerNotFound => return true,
+        Observation::Unreachable(_) | Observation::RpcUrlSecretNotSupported => return false,
+    };
+    let kept: BTreeSet<Address> = others
+        .iter()
+        .flat_map(|p| &p.spec.participants)
+        .filter_map(|p| p.address.parse().ok())
+        .collect();
+    policy
+        .spec
+        .participants
+        .iter()
+        .filter_map(|p| p.address.parse::<Address>().ok())
+        .filter(|a| !kept.contains(a))
+        .all(|a| {
+            !members.get(&a).is_some_and(|r| {
+                matches!(r.status, member_status::ENROLLED | member_status::SUSPENDED)
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AccessPolicySpec, LocalObjectRef, Participant, Role};
+
+    const ADMIN: Address = Address::repeat_byte(0xad);
+    const A: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    const B: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+    const C: &str = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+
+    fn policy(participants: &[(&str, &str)]) -> AccessPolicy {
+        let mut p = AccessPolicy::new(
+            "supply-chain",
+            AccessPolicySpec {
+                registry: LocalObjectRef {
+                    name: "shipping".into(),
+                },
+                approval: Default::default(),
+                participants: participants
+                    .iter()
+                    .map(|(n, a)| Participant {
+                        name: (*n).into(),
+                        address: (*a).into(),
+                        role: Role::Node,
+                        approval: Default::default(),
+                        expires_at: None,
+                    })
+                    .collect(),
+                rules: vec![],
+                expires_at: None,
+            },
+        );
+        p.metadata.namespace = Some("supply".into());
+        p.metadata.generation = Some(1);
+        p
+    }
+
+    fn record(status: u8) -> Record {
+        Record {
+            status,
+            role: 1,
+            expires_at: 0,
+        }
+    }
+
+    fn registry(members: &[(&str, u8)]) -> Observation {
+        Observation::Registry {
+            address: Address::repeat_byte(0xee),
+            admin: ADMIN,
+            members: members
+                .iter()
+                .map(|(a, s)| (a.parse().unwrap(), record(*s)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn in_sync_lists_enrolled_pending_and_revoked_from_the_chain() {
+        let p = policy(&[("supplier", A), ("maker", B)]);
+        let out = compute(
+            &p,
+            &registry(&[
+                (A, member_status::ENROLLED),
+                (B, member_status::ENROLLED),
+                (C, member_status::PENDING),
+            ]),
+        );
+        assert_eq!(out.requeue, Requeue::Synced);
+        assert!(
+            out.conditions.iter().all(|c| c.status),
+            "{:?}",
+            out.conditions
+        );
+        assert_eq!(out.status.enrolled_count, Some(2));
+        assert_eq!(out.status.pending.len(), 1);
+        assert_eq!(out.status.pending[0].name, None, "an unlisted join request");
+        assert!(out.status.enrolled[0].name.is_some(), "a listed participant is named");
+    }
+
+    #[test]
+    fn participants_behind_the_chain_are_named() {
+        let p = policy(&[("supplier", A), ("maker", B)]);
+        let out = compute(&p, &registry(&[(A, member_status::ENROLLED)]));
+        assert_eq!(out.requeue, Requeue::Waiting);
+        let synced = &out.conditions[0];
+        assert_eq!((synced.status, synced.reason), (false, "NotInSync"));
+        assert!(
+            synced
+                .message
+                .contains("maker (wants Enrolled, chain: not a member)"),
+            "{}",
+            synced.message
+        );
+        assert!(!synced.message.contains("supplier"));
+    }
+
+    #[test]
+    fn listing_the_admin_is_refused_with_the_reason() {
+        let admin = format!("{ADMIN:#x}");
+        let p = policy(&[("boss", &admin)]);
+        let out = compute(&p, &registry(&[]));
+        assert_eq!(out.requeue, Requeue::OnChange);
+        assert_eq!(out.conditions[1].reason, "AdminIsParticipant");
+        assert!(
+            out.conditions[1]
+                .message
+                .contains("can never be suspended or revoked")
+        );
+    }
+
+    #[test]
+    fn a_missing_registry_service_is_reported_and_looked_at_slowly() {
+        let out = compute(&policy(&[]), &Observation::RegistryServiceNotFound);
+        assert_eq!(out.requeue, Requeue::MissingReference);
+        assert_eq!(out.conditions[1].reason, "RegistryNotFound");
+    }
+
+    #[test]
+    fn deletion_waits_for_revocations_except_what_other_policies_keep() {
+        let p = policy(&[("supplier", A), ("maker", B)]);
+        let enrolled = registry(&[(A, member_status::ENROLLED), (B, member_status::REVOKED)]);
+        assert!(!revocations_done(&p, &enrolled, &[]));
+        let other = policy(&[("supplier-too", A)]);
+        assert!(revocations_done(&p, &enrolled, &[other]));
+        assert!(revocations_done(
+            &p,
+            &Observation::RegistryServiceNotFound,
+            &[]
+        ));
+        assert!(!revocations_done(
+            &p,
+            &Observation::Unreachable("down".into()),
+            &[]
+        ));
+    }
+
+    #[test]
+    fn pending_listed_participants_are_in_sync_before_they_ask() {
+        let d = config::Participant {
+            address: A.parse().unwrap(),
+            role: config::Role::Node,
+            state: ParticipantState::Pending,
+            expires_at: None,
+        };
+        assert!(in_sync(&d, None));
+        assert!(in_sync(&d, Some(&record(member_status::PENDING))));
+        assert!(!in_sync(&d, Some(&record(member_status::ENROLLED))));
+    }
+}

@@ -723,7 +723,8 @@ maxResponseBytes: 1024
         assert_eq!(o.endpoints[0].result_path.as_deref(), Some("$.cost"));
         assert_eq!(o.endpoints[0].headers[0].name, "Authorization");
         assert_eq!(o.max_response_bytes, 1024);
-        let again: OracleConfig = serde_yaml::from_str(&serde_yaml::to_string(&o).unwrap()).unwrap();
+        let again: OracleConfig =
+            serde_yaml::from_str(&serde_yaml::to_string(&o).unwrap()).unwrap();
         assert_eq!(o, again);
         let defaults: OracleConfig = serde_yaml::from_str("endpoints: []").unwrap();
         assert_eq!(defaults.max_response_bytes, 65_536);
@@ -737,7 +738,10 @@ maxResponseBytes: 1024
         assert!(broken("http://127.0.0.1:9090", "file://").contains("http"));
         assert!(broken("timeoutSeconds: 5", "timeoutSeconds: 0").contains("timeoutSeconds"));
         assert!(broken("name: Authorization", "name: \"Bad Header\"").contains("header name"));
-        let twice = yaml.replace("maxResponseBytes", "  - {name: ShipmentCost, url: 'http://x'}\nmaxResponseBytes");
+        let twice = yaml.replace(
+            "maxResponseBytes",
+            "  - {name: ShipmentCost, url: 'http://x'}\nmaxResponseBytes",
+        );
         let o: OracleConfig = serde_yaml::from_str(&twice).unwrap();
         assert!(o.validate().unwrap_err().to_string().contains("twice"));
     }

@@ -220,7 +220,10 @@ fn start_oracle(
         abi.clone(),
         service.oracle.clone(),
     )?;
-    tracing::info!(endpoints = service.config.oracle.endpoints.len(), "oracle loop started");
+    tracing::info!(
+        endpoints = service.config.oracle.endpoints.len(),
+        "oracle loop started"
+    );
     Ok(Some(tokio::spawn(Arc::new(oracle).run(stop))))
 }
 

@@ -2,7 +2,12 @@
 //! the participants the policy lists. Pure except [`read_registry`].
 
 use super::render::{self, Desired};
-use crate::api::{AccessPolicy, AccessPolicyStatus, ParticipantState as Listed, condition};
+use crate::api::{
+    AccessPolicy, AccessPolicyStatus, ApprovalMode, ParticipantState as Listed, condition,
+};
+
+/// Condition type saying whether join requests are approved through the oracle.
+pub const ORACLE_APPROVAL: &str = "OracleApproval";
 use crate::context::Context;
 use crate::smart_contract_service::status::Computed;
 use crate::views::{RegistryView, member_status};
@@ -278,9 +283,21 @@ pub fn compute(policy: &AccessPolicy, observation: &Observation) -> Outcome {
         },
     };
     let ready = ready_from(&c);
+    let mut conditions = vec![c];
+    if policy.spec.approval.mode == ApprovalMode::Oracle {
+        // Listing participants works in either mode; only the automatic
+        // approval of join requests through the identity endpoint is missing.
+        conditions.push(Computed {
+            type_: ORACLE_APPROVAL,
+            status: false,
+            reason: "OracleApprovalNotAvailable",
+            message: "approval mode Oracle is not available yet: join requests stay pending until the policy lists them".into(),
+        });
+    }
+    conditions.push(ready);
     Outcome {
         status,
-        conditions: vec![c, ready],
+        conditions,
         requeue,
     }
 }
@@ -447,7 +464,10 @@ mod tests {
         assert_eq!(out.status.enrolled_count, Some(2));
         assert_eq!(out.status.pending.len(), 1);
         assert_eq!(out.status.pending[0].name, None, "an unlisted join request");
-        assert!(out.status.enrolled[0].name.is_some(), "a listed participant is named");
+        assert!(
+            out.status.enrolled[0].name.is_some(),
+            "a listed participant is named"
+        );
     }
 
     #[test]
@@ -478,6 +498,28 @@ mod tests {
             out.conditions[1]
                 .message
                 .contains("can never be suspended or revoked")
+        );
+    }
+
+    #[test]
+    fn oracle_approval_says_it_is_not_available_and_manual_listing_still_works() {
+        let mut p = policy(&[("supplier", A)]);
+        p.spec.approval.mode = ApprovalMode::Oracle;
+        p.spec.approval.identity_endpoint = Some("IdentityCheck".into());
+        let out = compute(&p, &registry(&[(A, member_status::ENROLLED)]));
+        let oracle = out
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ORACLE_APPROVAL)
+            .unwrap();
+        assert_eq!(
+            (oracle.status, oracle.reason),
+            (false, "OracleApprovalNotAvailable")
+        );
+        assert_eq!(
+            out.requeue,
+            Requeue::Synced,
+            "the listed participant is in sync"
         );
     }
 

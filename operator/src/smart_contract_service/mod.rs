@@ -43,7 +43,7 @@ pub const FINALIZER: &str = "kontrakt.dev/retire";
 /// `"true"` on a SmartContractService skips retiring on delete (e.g. the chain is gone for good).
 pub const SKIP_RETIRE_ANNOTATION: &str = "kontrakt.dev/skip-retire";
 /// Reconciles running at once.
-const RECONCILE_CONCURRENCY: u16 = 64;
+const RECONCILE_CONCURRENCY: u16 = 32;
 /// A spec whose referenced Secret or ConfigMap is missing is looked at again
 /// this rarely (those objects are not watched); other invalid specs wait for a change.
 const MISSING_REFERENCE_REQUEUE: Duration = Duration::from_secs(120);

@@ -468,7 +468,10 @@ fn deployed_condition(plan: &Plan, pair: &PairState, wanted: u64) -> Computed {
         );
     }
     if pair.writer != a.logic {
-        let reason = if pair.writer_version < wanted {
+        let reason = if pair.writer_version == 0 {
+            // A first deploy between creating the logic and making it the writer.
+            "WriterNotSet"
+        } else if pair.writer_version < wanted {
             "Upgrading"
         } else {
             "WriterNotSwitched"

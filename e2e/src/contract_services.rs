@@ -6,7 +6,6 @@ use kontrakt_operator::{
     api::SmartContractService,
     context::{Context, Settings},
     metrics::Metrics,
-    smart_contract_service,
 };
 use kube::{
     Api, Client,
@@ -29,7 +28,7 @@ pub fn start_controller(
         watch_namespace: Some(namespace.into()),
     };
     let ctx = Context::new(client, Arc::new(Metrics::default()), settings);
-    tokio::spawn(smart_contract_service::run(ctx, async move {
+    tokio::spawn(kontrakt_operator::run_controllers(ctx, async move {
         let _ = stopped.await;
     }));
     stop

@@ -11,6 +11,13 @@
 //! SIGTERM, then SIGKILL, and the root is removed. `e2e/demo.sh` does the same
 //! for one pod in shell.
 //!
+//! Like the kubelet, it restarts a process that exited (with a growing delay)
+//! and runs the readiness probe: kwok marks every pod Ready at once, but a real
+//! sidecar pod is Ready only while `GET /readyz` answers 200 (the pair is in
+//! place). The runner probes each process every tick and writes the pod's
+//! `Ready` condition when the answer changes, so the Deployment's available
+//! replicas — and the operator watching them — see what a cluster would.
+//!
 //! Secret values (key files, env from Secrets) are written only into the
 //! private root and the child's environment; they are never printed.
 
@@ -21,6 +28,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, ResourceExt,
+    api::{Patch, PatchParams},
     runtime::{WatchStreamExt, watcher},
 };
 use std::{
@@ -44,52 +52,15 @@ pub const MAX_PROCESSES: usize = 50;
 const GRACE: Duration = Duration::from_secs(5);
 /// How often exited processes and failed starts are looked at again.
 const TICK: Duration = Duration::from_secs(2);
+/// How long one readiness probe may take (the sidecar asks the chain).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Restarts of a pod's process that exited on its own before the runner gives up.
 const MAX_RESTARTS: u32 = 5;
 
 /// Builds the sidecar binary (`cargo build -p kontrakt-sidecar --bin
-/// kontrakt-sidecar`) and returns its path under `$CARGO_TARGET_DIR/debug/` or
-/// `<workspace>/target/debug/`. Panics when the build fails or the binary is absent.
+/// kontrakt-sidecar`) and returns its path (see [`crate::cargo_binary`]).
 pub fn sidecar_binary() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the e2e crate lives in the workspace")
-        .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .args([
-            "build",
-            "-p",
-            "kontrakt-sidecar",
-            "--bin",
-            "kontrakt-sidecar",
-        ])
-        .current_dir(&workspace)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run `{cargo} build -p kontrakt-sidecar`: {e}"));
-    assert!(
-        status.success(),
-        "`cargo build -p kontrakt-sidecar --bin kontrakt-sidecar` failed ({status})"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| {
-            if t.is_absolute() {
-                t
-            } else {
-                workspace.join(t)
-            }
-        })
-        .unwrap_or_else(|| workspace.join("target"));
-    let candidates = [
-        target.join("debug/kontrakt-sidecar"),
-        workspace.join("target/debug/kontrakt-sidecar"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("the sidecar binary was built but is in none of {candidates:?}"))
+    crate::cargo_binary("kontrakt-sidecar", "kontrakt-sidecar")
 }
 
 /// One sidecar process playing one pod.
@@ -154,6 +125,11 @@ impl PodRunner {
 }
 
 impl PodRunner {
+    /// The process id of the sidecar now playing `pod`, if one runs.
+    pub fn pid(&self, pod: &str) -> Option<u32> {
+        lock(&self.processes).get(pod).map(|p| p.child.id())
+    }
+
     /// The last `lines` lines of each running sidecar's log (its own output,
     /// which never holds the key), for failure messages.
     pub fn log_tails(&self, lines: usize) -> String {
@@ -214,9 +190,42 @@ impl Runner {
                         self.pods.remove(&pod.name_any());
                     }
                 },
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    self.reconcile().await;
+                    self.probe_readiness().await;
+                    continue;
+                }
             }
             self.reconcile().await;
+        }
+    }
+
+    /// The readiness probe of every pod that should run: Ready only while its
+    /// process answers `GET /readyz` with 200. Writes the pod's `Ready` and
+    /// `ContainersReady` conditions when they differ from the answer.
+    async fn probe_readiness(&mut self) {
+        let targets: Vec<(String, Option<SocketAddr>)> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| should_run(p))
+            .map(|(name, _)| {
+                (
+                    name.clone(),
+                    lock(&self.processes).get(name).map(|p| p.addr),
+                )
+            })
+            .collect();
+        let answers =
+            futures::future::join_all(targets.into_iter().map(|(name, addr)| async move {
+                let ready = match addr {
+                    Some(addr) => probe_ready(addr).await,
+                    None => false,
+                };
+                (name, ready)
+            }))
+            .await;
+        for (name, ready) in answers {
+            self.set_ready(&name, ready).await;
         }
     }
 
@@ -296,6 +305,9 @@ impl Runner {
                     );
                     self.last_error.remove(name);
                     lock(&self.processes).insert(name.clone(), p);
+                    // A container that just started is not ready until its
+                    // probe passes (kwok said Ready before anything ran).
+                    self.set_ready(name, false).await;
                 }
                 // Retried on the next event or tick (e.g. a ConfigMap not created yet).
                 Err(e) => {
@@ -613,6 +625,72 @@ impl Runner {
         }
         Ok(env)
     }
+
+    /// Writes the pod's `Ready` and `ContainersReady` conditions unless they already say `ready`.
+    async fn set_ready(&mut self, name: &str, ready: bool) {
+        let Some(pod) = self.pods.get(name) else {
+            return;
+        };
+        if pod_ready(pod) == Some(ready) {
+            return;
+        }
+        let status = if ready { "True" } else { "False" };
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let patch = serde_json::json!({ "status": { "conditions": [
+            { "type": "Ready", "status": status, "lastTransitionTime": now },
+            { "type": "ContainersReady", "status": status, "lastTransitionTime": now },
+        ]}});
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        match pods
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            // Keep the answer, so the next tick does not write it again
+            // before the watch delivers it.
+            Ok(pod) => {
+                self.pods.insert(name.to_owned(), pod);
+            }
+            Err(e) => eprintln!("pod runner: cannot set pod {name} Ready={status}: {e}"),
+        }
+    }
+}
+
+/// The pod's `Ready` condition, if it has one.
+fn pod_ready(pod: &Pod) -> Option<bool> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status == "True")
+}
+
+/// `GET /readyz` answered 200 within [`PROBE_TIMEOUT`].
+async fn probe_ready(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 64];
+        while head.len() < 12 {
+            let n = stream.read(&mut buf).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Some(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// Running, scheduled to keep running (not deleting), with a sidecar container.

@@ -1,0 +1,262 @@
+//! One test's whole installation: a workload namespace, the chart installed
+//! for it, the operator binary running with the chart's ServiceAccount, and
+//! the pod runner playing the kubelet for the sidecar pods.
+
+use crate::{
+    TestNamespace,
+    chain::{DeployAudit, ExpectedPair, Signer, nonce},
+    cluster,
+    contract_services::condition,
+    operator_process::{OperatorProcess, Release, operator_binary},
+    pod_runner::{PodRunner, sidecar_binary},
+};
+use alloy::primitives::Address;
+use k8s_openapi::api::core::v1::Secret;
+use kontrakt_operator::api::SmartContractService;
+use kube::{
+    Api, Client,
+    api::{ListParams, ObjectMeta, PostParams},
+};
+use serde_json::json;
+use std::{path::PathBuf, time::Duration};
+
+/// The binaries a stack runs, built once per test.
+pub struct Binaries {
+    pub operator: PathBuf,
+    pub sidecar: PathBuf,
+}
+
+/// Builds both binaries (one cargo call after the other: they share a lock).
+pub async fn binaries() -> Binaries {
+    tokio::task::spawn_blocking(|| Binaries {
+        operator: operator_binary(),
+        sidecar: sidecar_binary(),
+    })
+    .await
+    .expect("cargo build")
+}
+
+/// The identity (POD_NAME) of the operator replica a stack runs.
+pub const OPERATOR_POD: &str = "kontrakt-local-0";
+
+/// Everything one test runs. Dropped in field order: the sidecars stop, the
+/// operator is killed, then both namespaces are deleted.
+pub struct Stack {
+    pub runner: PodRunner,
+    pub operator: OperatorProcess,
+    pub release: Release,
+    pub ns: TestNamespace,
+    pub client: Client,
+}
+
+impl Stack {
+    /// A fresh namespace `<prefix>-…`, the chart installed with `sets` to
+    /// watch it, the operator and the pod runner started.
+    pub async fn start(prefix: &str, sets: &[(&str, &str)], binaries: &Binaries) -> Stack {
+        let client = cluster().await;
+        let ns = TestNamespace::create(&client, prefix).await;
+        let release = Release::install(&client, ns.name(), sets).await;
+        let operator =
+            OperatorProcess::start(&client, &release, binaries.operator.clone(), OPERATOR_POD)
+                .await;
+        let runner = PodRunner::start(client.clone(), ns.name(), binaries.sidecar.clone());
+        Stack {
+            runner,
+            operator,
+            release,
+            ns,
+            client,
+        }
+    }
+
+    pub fn services(&self) -> Api<SmartContractService> {
+        Api::namespaced(self.client.clone(), self.ns.name())
+    }
+
+    /// The operator's log tail and every sidecar's, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "--- operator (pid {:?}):\n{}\n{}",
+            self.operator.pid(),
+            self.operator.log_tail(40),
+            self.runner.log_tails(25)
+        )
+    }
+
+    /// A Secret `name` holding `value` under `key`.
+    pub async fn create_secret(&self, name: &str, key: &str, value: &str) {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            string_data: Some([(key.to_owned(), value.to_owned())].into()),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.client.clone(), self.ns.name())
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap_or_else(|e| panic!("create Secret {name}: {e}"));
+    }
+
+    /// Polls until `probe` says yes; on timeout fails with `what` and the diagnostics.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\n{}",
+                    self.diagnostics()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits until service `name` is Ready=True and returns it.
+    pub async fn wait_ready(&self, name: &str, limit: Duration) -> SmartContractService {
+        let services = self.services();
+        self.wait_for(&format!("{name} Ready=True"), limit, || async {
+            let s = services.get_opt(name).await.ok()??;
+            is_ready(&s).then_some(s)
+        })
+        .await
+    }
+}
+
+/// Ready=True.
+pub fn is_ready(s: &SmartContractService) -> bool {
+    condition(s, "Ready").is_some_and(|(status, _)| status == "True")
+}
+
+/// A Shipping service on `rpc_url` (chain 31337) signed by the key under
+/// `privateKey` of the Secret `signer_secret`.
+pub fn shipping(
+    name: &str,
+    rpc_url: &str,
+    signer_secret: &str,
+    version: i64,
+) -> SmartContractService {
+    serde_json::from_value(json!({
+        "apiVersion": "kontrakt.dev/v1alpha1",
+        "kind": "SmartContractService",
+        "metadata": { "name": name },
+        "spec": {
+            "chain": { "rpcUrl": rpc_url, "chainId": 31337 },
+            "signer": { "secretKeyRef": { "name": signer_secret, "key": "privateKey" } },
+            "contract": { "template": "Shipping", "version": version },
+        }
+    }))
+    .expect("a SmartContractService")
+}
+
+/// Transactions one pair costs its signer.
+pub const TRANSACTIONS_PER_PAIR: u64 = 3;
+
+/// The pair a (Ready) service's status names.
+pub fn expected_pair(s: &SmartContractService) -> ExpectedPair {
+    let st = s.status.as_ref().expect("status");
+    let parse = |a: &Option<String>| -> Address {
+        a.as_deref()
+            .expect("address in status")
+            .parse()
+            .expect("an address")
+    };
+    ExpectedPair {
+        service: s.metadata.name.clone().unwrap_or_default(),
+        database: parse(&st.database_address),
+        logic: parse(&st.contract_address),
+    }
+}
+
+/// Creates services `svc-<i>` for `i` in `indices`, each with its own funded
+/// signer in Secret `signer-<i>`; returns the signers in that order.
+pub async fn create_services(
+    stack: &Stack,
+    rpc_url: &str,
+    indices: std::ops::Range<usize>,
+) -> Vec<Signer> {
+    let mut signers = Vec::new();
+    for i in indices.clone() {
+        let signer = Signer::from_seed(&format!("{}/signer-{i}", stack.ns.name()));
+        signer.fund(rpc_url).await;
+        stack
+            .create_secret(&format!("signer-{i}"), "privateKey", &signer.key_hex)
+            .await;
+        signers.push(signer);
+    }
+    let services = stack.services();
+    let creates = indices.map(|i| {
+        let services = services.clone();
+        let scs = shipping(&format!("svc-{i}"), rpc_url, &format!("signer-{i}"), 1);
+        async move {
+            services
+                .create(&PostParams::default(), &scs)
+                .await
+                .unwrap_or_else(|e| panic!("create svc-{i}: {e}"))
+        }
+    });
+    futures::future::join_all(creates).await;
+    signers
+}
+
+/// All services of the stack, once every one of `count` is Ready.
+pub async fn all_ready(stack: &Stack, count: usize, limit: Duration) -> Vec<SmartContractService> {
+    let services = stack.services();
+    stack
+        .wait_for(&format!("all {count} services Ready"), limit, || async {
+            let list = services.list(&ListParams::default()).await.ok()?.items;
+            (list.len() == count && list.iter().all(is_ready)).then_some(list)
+        })
+        .await
+}
+
+/// One pair per service on chain, and each signer's nonce is one pair's worth.
+pub async fn assert_one_pair_each(
+    stack: &Stack,
+    rpc_url: &str,
+    services: &[SmartContractService],
+    signers: &[Signer],
+) {
+    let pairs: Vec<ExpectedPair> = services.iter().map(expected_pair).collect();
+    let audit = DeployAudit::read(rpc_url).await;
+    if let Err(e) = audit.check_one_pair_each(&pairs) {
+        panic!("{e}\n{}", stack.diagnostics());
+    }
+    for (i, signer) in signers.iter().enumerate() {
+        let n = nonce(rpc_url, signer.address).await;
+        assert_eq!(
+            n, TRANSACTIONS_PER_PAIR,
+            "the signer of svc-{i} sent {n} transactions, expected {TRANSACTIONS_PER_PAIR}"
+        );
+    }
+}
+
+/// No line of the operator's log says an API call was refused.
+pub fn assert_not_refused(stack: &Stack) {
+    let refused = stack.operator.forbidden_lines();
+    assert!(
+        refused.is_empty(),
+        "the operator was refused API calls:\n{}",
+        refused.join("\n")
+    );
+}
+
+/// The operator process was started again exactly `expected` times: a crash
+/// the supervisor papered over fails the test here, with the log.
+pub fn assert_operator_restarts(stack: &Stack, expected: u32) {
+    let restarts = stack.operator.restarts();
+    assert_eq!(
+        restarts,
+        expected,
+        "the operator was restarted {restarts} times, expected {expected}\n{}",
+        stack.diagnostics()
+    );
+}

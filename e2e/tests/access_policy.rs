@@ -1,0 +1,377 @@
+//! Permissioned enrollment end to end: an AccessPolicy on the local control
+//! plane → the registry service's sidecar (run by the pod runner) keeps the
+//! on-chain EnrollmentRegistry equal to the policy → the operator reports the
+//! chain back. Join requests, approval by editing the policy, revocation (the
+//! revoked account's contract calls revert), a service whose signer is not
+//! enrolled, RBAC on the policy, and the finalizer.
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{Address, FixedBytes, U256},
+    providers::ProviderBuilder,
+    signers::local::PrivateKeySigner,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kontrakt_e2e::{
+    TestNamespace,
+    chain::Signer,
+    cluster,
+    contract_services::{condition, create_secret, start_controller, wait_for},
+    kubeconfig,
+    pod_runner::{PodRunner, sidecar_binary},
+};
+use kontrakt_operator::{
+    api::{AccessPolicy, SmartContractService},
+    views::{RegistryView, member_status},
+};
+use kontrakt_sidecar::devchain::{Anvil, DEV_KEYS};
+use kube::{
+    Api, Client,
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+use std::time::Duration;
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface Joining {
+        function requestJoin(uint8 role) external;
+    }
+    #[sol(rpc)]
+    interface ShippingCalls {
+        function createShipment(bytes32 id, address receiver, string device, uint256 quantity) external;
+    }
+}
+
+const NODE: u8 = 1;
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Account 0 is anvil's first dev account (the registry's admin); the others
+/// are keys of this test's own, funded at the start.
+fn signer(i: usize) -> PrivateKeySigner {
+    if i == 0 {
+        return DEV_KEYS[0].parse().expect("a dev key");
+    }
+    key(i).key_hex.parse().expect("a key")
+}
+
+fn key(i: usize) -> Signer {
+    Signer::from_seed(&format!("kontrakt-e2e/access-policy/{i}"))
+}
+
+fn service(name: &str, rpc_url: &str, secret: &str) -> SmartContractService {
+    serde_json::from_value(json!({
+        "apiVersion": "kontrakt.dev/v1alpha1",
+        "kind": "SmartContractService",
+        "metadata": { "name": name },
+        "spec": {
+            "chain": { "rpcUrl": rpc_url, "chainId": 31337 },
+            "signer": { "secretKeyRef": { "name": secret, "key": "privateKey" } },
+            "contract": { "template": "Shipping", "version": 1 },
+            "accessPolicyRef": { "name": "supply-chain" },
+        }
+    }))
+    .expect("service")
+}
+
+fn participants(list: &[(&str, usize)]) -> serde_json::Value {
+    list.iter()
+        .map(|(name, i)| {
+            json!({ "name": name, "address": signer(*i).address().to_checksum(None), "role": "Node" })
+        })
+        .collect()
+}
+
+fn names(list: &[kontrakt_operator::api::ParticipantState]) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().filter_map(|p| p.name.clone()).collect();
+    v.sort();
+    v
+}
+
+async fn chain_status(rpc: &str, registry: Address, account: Address) -> u8 {
+    let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
+    RegistryView::new(registry, &provider)
+        .statusOf(account)
+        .call()
+        .await
+        .map(|s| s.status)
+        .unwrap_or(member_status::NONE)
+}
+
+#[tokio::test]
+async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
+    let binary = tokio::task::spawn_blocking(sidecar_binary)
+        .await
+        .expect("sidecar binary");
+    let anvil = Anvil::start(&[]).expect("anvil");
+    let admin_client = cluster().await;
+    let ns = TestNamespace::create(&admin_client, "access").await;
+    let namespace = ns.name().to_owned();
+    create_secret(&admin_client, &namespace, "signer", DEV_KEYS[0]).await;
+    for i in 1..=6 {
+        key(i).fund(&anvil.url).await;
+    }
+    create_secret(&admin_client, &namespace, "outsider", &key(6).key_hex).await;
+    let _controller = start_controller(admin_client.clone(), &namespace, Duration::from_secs(2));
+    let runner = PodRunner::start(admin_client.clone(), &namespace, binary);
+    let diagnostics = || runner.log_tails(30);
+
+    let services: Api<SmartContractService> = Api::namespaced(admin_client.clone(), &namespace);
+    let policies: Api<AccessPolicy> = Api::namespaced(admin_client.clone(), &namespace);
+    // `shipping` hosts the registry (its signer administers it) and is governed by it.
+    services
+        .create(
+            &PostParams::default(),
+            &service("shipping", &anvil.url, "signer"),
+        )
+        .await
+        .expect("create shipping");
+    let policy: AccessPolicy = serde_json::from_value(json!({
+        "apiVersion": "kontrakt.dev/v1alpha1",
+        "kind": "AccessPolicy",
+        "metadata": { "name": "supply-chain" },
+        "spec": {
+            "registry": { "name": "shipping" },
+            "participants": participants(&[("supplier", 1), ("maker", 2)]),
+            "rules": [{ "operation": "events", "roles": ["Subscriber", "Node"] }],
+        }
+    }))
+    .unwrap();
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
+
+    let registry =
+        kontrakt_sidecar::addresses::registry_address(&namespace, "shipping", signer(0).address());
+    // Both participants enrolled on chain and listed in status.
+    wait_for("both participants enrolled", LIMIT, || async {
+        let p = policies.get("supply-chain").await.ok()?;
+        let s = p.status?;
+        (names(&s.enrolled) == ["maker", "supplier"]).then_some(())
+    })
+    .await;
+    for i in [1, 2] {
+        assert_eq!(
+            chain_status(&anvil.url, registry, signer(i).address()).await,
+            member_status::ENROLLED,
+            "account {i} on chain"
+        );
+    }
+    let shipping = wait_for("shipping Ready and Enrolled", LIMIT, || async {
+        let s = services.get("shipping").await.ok()?;
+        (condition(&s, "Ready").map(|c| c.0) == Some("True".into())).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        condition(&shipping, "Enrolled"),
+        Some(("True".into(), "RegistryAdmin".into()))
+    );
+    let logic: Address = shipping
+        .status
+        .and_then(|s| s.contract_address)
+        .expect("contract address")
+        .parse()
+        .unwrap();
+
+    // A third account asks to join: pending in status until the policy lists it.
+    let newcomer = signer(3);
+    let wallet = |s: PrivateKeySigner| {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(s))
+            .connect_http(anvil.url.parse().unwrap())
+    };
+    Joining::new(registry, wallet(newcomer.clone()))
+        .requestJoin(NODE)
+        .send()
+        .await
+        .expect("requestJoin")
+        .get_receipt()
+        .await
+        .expect("mined");
+    wait_for("the join request pending in status", LIMIT, || async {
+        let s = policies.get("supply-chain").await.ok()?.status?;
+        s.pending
+            .iter()
+            .any(|p| p.address.parse::<Address>().ok() == Some(newcomer.address()))
+            .then_some(())
+    })
+    .await;
+    // Approved by editing the policy; `maker` removed in the same edit.
+    policies
+        .patch(
+            "supply-chain",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"participants": participants(&[("supplier", 1), ("newcomer", 3)])}})),
+        )
+        .await
+        .expect("edit policy");
+    wait_for("newcomer enrolled, maker revoked", LIMIT, || async {
+        let s = policies.get("supply-chain").await.ok()?.status?;
+        let revoked = s
+            .revoked
+            .iter()
+            .any(|p| p.address.parse::<Address>().ok() == Some(signer(2).address()));
+        (names(&s.enrolled) == ["newcomer", "supplier"] && revoked).then_some(())
+    })
+    .await;
+    assert_eq!(
+        chain_status(&anvil.url, registry, signer(2).address()).await,
+        member_status::REVOKED
+    );
+    // Enforced by the contract: the enrolled supplier may create a shipment, the revoked maker may not.
+    let create = |who: PrivateKeySigner, id: u8| {
+        let provider = wallet(who);
+        async move {
+            ShippingCalls::new(logic, provider)
+                .createShipment(
+                    FixedBytes::repeat_byte(id),
+                    signer(4).address(),
+                    "VerticalPump".into(),
+                    U256::from(2),
+                )
+                .call()
+                .await
+        }
+    };
+    create(signer(1), 1)
+        .await
+        .unwrap_or_else(|e| panic!("the enrolled supplier is refused: {e}"));
+    let refused = create(signer(2), 2)
+        .await
+        .map(|_| ())
+        .expect_err("the revoked maker is refused");
+    assert!(
+        refused.to_string().contains("revert"),
+        "a revert, not a transport error: {refused}"
+    );
+
+    // A service whose own signer is not enrolled in its policy is not Ready.
+    services
+        .create(
+            &PostParams::default(),
+            &service("outsider", &anvil.url, "outsider"),
+        )
+        .await
+        .expect("create outsider");
+    let outsider = wait_for("outsider Enrolled=False", LIMIT, || async {
+        let s = services.get("outsider").await.ok()?;
+        (condition(&s, "Enrolled").map(|c| c.1) == Some("SignerNotEnrolled".into())).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        condition(&outsider, "Ready").map(|c| c.0),
+        Some("False".into()),
+        "{:?}\n{}",
+        outsider.status,
+        diagnostics()
+    );
+
+    // A user with rights on services but only read rights on policies cannot change who is enrolled.
+    let user = "ops-without-policy-rights";
+    grant(&admin_client, &namespace, user).await;
+    let mut config = kubeconfig().await;
+    config.auth_info.impersonate = Some(user.into());
+    let as_user: Api<AccessPolicy> =
+        Api::namespaced(Client::try_from(config).expect("client"), &namespace);
+    // The authorizer picks new grants up asynchronously: wait until the read is allowed.
+    wait_for(
+        "the user's read grant in effect",
+        Duration::from_secs(30),
+        || async { as_user.get("supply-chain").await.ok().map(|_| ()) },
+    )
+    .await;
+    let denied = as_user
+        .patch(
+            "supply-chain",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"participants": participants(&[("supplier", 1), ("newcomer", 3), ("intruder", 5)])}})),
+        )
+        .await
+        .expect_err("the user must not edit the policy");
+    assert!(
+        matches!(&denied, kube::Error::Api(s) if s.code == 403),
+        "403 Forbidden, got {denied}"
+    );
+    assert_eq!(
+        chain_status(&anvil.url, registry, signer(5).address()).await,
+        member_status::NONE
+    );
+
+    // Deleting the policy revokes what it enrolled before the object goes.
+    services
+        .delete("outsider", &Default::default())
+        .await
+        .expect("delete outsider");
+    policies
+        .delete("supply-chain", &Default::default())
+        .await
+        .expect("delete policy");
+    wait_for("the policy is gone after revoking", LIMIT, || async {
+        policies
+            .get_opt("supply-chain")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    for i in [1, 3] {
+        assert_eq!(
+            chain_status(&anvil.url, registry, signer(i).address()).await,
+            member_status::REVOKED,
+            "account {i} revoked by the finalizer\n{}",
+            diagnostics()
+        );
+    }
+    drop(runner);
+}
+
+/// Full rights on SmartContractServices, read-only on AccessPolicies.
+async fn grant(client: &Client, namespace: &str, user: &str) {
+    let role = Role {
+        metadata: ObjectMeta {
+            name: Some(user.into()),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec!["kontrakt.dev".into()]),
+                resources: Some(vec!["smartcontractservices".into()]),
+                verbs: vec!["*".into()],
+                ..Default::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec!["kontrakt.dev".into()]),
+                resources: Some(vec!["accesspolicies".into()]),
+                verbs: vec!["get".into(), "list".into(), "watch".into()],
+                ..Default::default()
+            },
+        ]),
+    };
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("role");
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(user.into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: user.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: user.into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("binding");
+}

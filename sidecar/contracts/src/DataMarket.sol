@@ -39,6 +39,9 @@ contract DataMarket {
     error UnknownStream(uint256 streamId);
     /// @notice Only the stream's seller may do this.
     error NotSeller(uint256 streamId, address caller);
+    /// @notice The seller already registered a stream under this key (registration is not
+    /// idempotent on chain: a publisher reads `streamIdOf` first).
+    error StreamKeyTaken(address seller, bytes32 key, uint256 streamId);
     /// @notice A minimum duration must be at least one second.
     error ZeroDuration();
     /// @notice The duration is below the stream's minimum.
@@ -59,7 +62,9 @@ contract DataMarket {
     error NothingToRate(uint256 streamId, address rater, address counterparty);
 
     /// @notice A stream was registered.
-    event StreamRegistered(uint256 indexed streamId, address indexed seller, uint256 pricePerSecond, uint64 minDuration);
+    event StreamRegistered(
+        uint256 indexed streamId, address indexed seller, bytes32 indexed key, uint256 pricePerSecond, uint64 minDuration
+    );
     /// @notice Invoice and receipt of a subscription: `subscriber` paid `amount` to `seller` for
     /// access to `streamId` from `accessFrom` to `accessUntil`.
     event Subscribed(
@@ -82,6 +87,7 @@ contract DataMarket {
     uint256 private _streamCount;
     uint256 private _receiptCount;
     mapping(uint256 => Stream) private _streams;
+    mapping(address => mapping(bytes32 => uint256)) private _streamIds;
     mapping(uint256 => mapping(address => Access)) private _access;
     mapping(uint256 => mapping(uint64 => Anchor)) private _anchors;
     mapping(address => uint256) private _balances;
@@ -102,17 +108,22 @@ contract DataMarket {
 
     // ---------------------------------------------------------------- seller
 
-    /// @notice Registers a stream sold by the caller.
+    /// @notice Registers a stream sold by the caller under `key` (one stream per seller and key,
+    /// so a publisher that restarts finds its stream again with `streamIdOf`).
+    /// @param key The stream's identity chosen by the seller (kontrakt: keccak256("kontrakt/stream/<namespace>/<name>")).
     /// @param pricePerSecond Price of one second of access, in wei (0: free).
     /// @param minDuration Shortest subscription, in seconds (at least 1).
     /// @return streamId The new stream's id (starting at 1).
-    function registerStream(uint256 pricePerSecond, uint64 minDuration)
+    function registerStream(bytes32 key, uint256 pricePerSecond, uint64 minDuration)
         external
         onlyEnrolled(Roles.Publisher)
         returns (uint256 streamId)
     {
         if (minDuration == 0) revert ZeroDuration();
+        uint256 existing = _streamIds[msg.sender][key];
+        if (existing != 0) revert StreamKeyTaken(msg.sender, key, existing);
         streamId = ++_streamCount;
+        _streamIds[msg.sender][key] = streamId;
         _streams[streamId] = Stream({
             seller: msg.sender,
             minDuration: minDuration,
@@ -120,7 +131,7 @@ contract DataMarket {
             anchored: false,
             pricePerSecond: pricePerSecond
         });
-        emit StreamRegistered(streamId, msg.sender, pricePerSecond, minDuration);
+        emit StreamRegistered(streamId, msg.sender, key, pricePerSecond, minDuration);
     }
 
     /// @notice Anchors the Merkle root of a batch of messages; only the seller, batch numbers strictly increasing.
@@ -205,6 +216,14 @@ contract DataMarket {
     /// @return The number of streams.
     function streamCount() external view returns (uint256) {
         return _streamCount;
+    }
+
+    /// @notice The id of the stream `seller` registered under `key`.
+    /// @param seller The seller.
+    /// @param key The key it registered the stream under.
+    /// @return The stream id (0: none).
+    function streamIdOf(address seller, bytes32 key) external view returns (uint256) {
+        return _streamIds[seller][key];
     }
 
     /// @notice A stream's terms and anchoring progress.

@@ -36,13 +36,17 @@ node_modules/.package-lock.json: package-lock.json package.json
 	@git diff --quiet -- package-lock.json || { echo "package-lock.json is out of date: commit what npm install wrote" >&2; exit 1; }
 	@touch $@
 
-.PHONY: npm controlplane tools
+.PHONY: npm controlplane mosquitto tools
 npm: node_modules/.package-lock.json
+# The MQTT broker the stream tests start on loopback: Debian's mosquitto.
+mosquitto:
+	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || \
+	  { apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; }
 # Builds (once, cached) the control plane and links its bin dir (kubectl, helm,
 # kwokctl) to .kontrakt/bin, which is first on PATH for every recipe.
 controlplane:
 	@mkdir -p $(STATE) && ln -sfn "$$(e2e/controlplane/build.sh)" $(STATE)/bin
-tools: npm controlplane
+tools: npm controlplane mosquitto
 
 ## Generated files (committed, checked fresh) --------------------------------
 
@@ -137,6 +141,15 @@ bench-oracle: npm
 .PHONY: bench-enrollment
 bench-enrollment: npm
 	$(CARGO) bench -p kontrakt-sidecar --bench enrollment
+
+# The stream benchmark (sidecar/benches/stream.rs) on its own anvil: STREAM_MESSAGES
+# 200-byte messages ingested, hashed, batched (1,000 per batch) and anchored, against the
+# raw-keccak floor of the same bytes, and the anchoring gas per message. Fails when a
+# target is missed.
+STREAM_MESSAGES ?= 100000
+.PHONY: bench-stream
+bench-stream: npm
+	$(CARGO) bench -p kontrakt-sidecar --bench stream -- --messages $(STREAM_MESSAGES)
 
 ## Demo ----------------------------------------------------------------------
 

@@ -10,6 +10,10 @@
 //!   (version in decimal), constructor `(database, registry, admin)`;
 //! - enrollment registry salt = `keccak256("kontrakt/registry/" ++ namespace ++ "/" ++ name)`
 //!   (the SmartContractService that hosts it), constructor `(admin)`.
+//! - data market salt = `keccak256("kontrakt/market")`, constructor `(registry)` (zero: no
+//!   policy): one `DataMarket` per registry, whoever deploys it;
+//! - a stream's key on that market = `keccak256("kontrakt/stream/" ++ namespace ++ "/" ++ name)`
+//!   (the DataStream), read back with `streamIdOf(seller, key)`.
 
 use std::collections::BTreeMap;
 
@@ -132,6 +136,30 @@ pub fn registry_deployment(namespace: &str, name: &str, admin: Address) -> Creat
 /// THE address of the `EnrollmentRegistry` hosted by `namespace/name` with `admin` (pure).
 pub fn registry_address(namespace: &str, name: &str, admin: Address) -> Address {
     registry_deployment(namespace, name, admin).address
+}
+
+/// `keccak256("kontrakt/market")`: one label, so the market's address depends only on its
+/// registry.
+pub fn market_salt() -> B256 {
+    keccak256("kontrakt/market")
+}
+
+/// The `DataMarket` checking enrollment in `registry` (zero: no policy), as one CREATE2
+/// deployment.
+pub fn market_deployment(registry: Address) -> Create2 {
+    let artifact = Artifact::builtin("DataMarket").expect("DataMarket is a built-in artifact");
+    Create2::new(market_salt(), artifact.initcode(&[registry]))
+}
+
+/// THE address of the `DataMarket` of `registry` (zero: the market without a policy) (pure).
+pub fn market_address(registry: Address) -> Address {
+    market_deployment(registry).address
+}
+
+/// `keccak256("kontrakt/stream/<namespace>/<name>")`: the key the DataStream `namespace/name`
+/// is registered under on the market (`streamIdOf(seller, key)`).
+pub fn stream_key(namespace: &str, name: &str) -> B256 {
+    keccak256(format!("kontrakt/stream/{namespace}/{name}"))
 }
 
 /// The pair's deterministic addresses and code hashes (pure: no chain, no I/O).
@@ -262,6 +290,25 @@ mod tests {
             d.address,
             DETERMINISTIC_DEPLOYER.create2(d.salt, keccak256(&d.initcode))
         );
+    }
+
+    #[test]
+    fn market_address_depends_only_on_the_registry() {
+        let a = market_address(Address::ZERO);
+        assert_eq!(a, market_address(Address::ZERO));
+        assert_ne!(a, market_address(Address::repeat_byte(1)));
+        assert_eq!(market_salt(), keccak256(b"kontrakt/market"));
+        let d = market_deployment(Address::repeat_byte(1));
+        assert_eq!(
+            d.address,
+            DETERMINISTIC_DEPLOYER.create2(d.salt, keccak256(&d.initcode))
+        );
+        assert_ne!(a, registry_address("ns", "svc", Address::ZERO));
+        assert_eq!(
+            stream_key("ns", "temp"),
+            keccak256(b"kontrakt/stream/ns/temp")
+        );
+        assert_ne!(stream_key("ns", "temp"), stream_key("ns", "temp2"));
     }
 
     #[test]

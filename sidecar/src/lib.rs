@@ -13,6 +13,12 @@
 //! - [`oracle::OracleStats::read`]: a logic contract's oracle counters in one `oracleStats()`
 //!   call (requested, fulfilled, failed, expired; pending is the rest).
 //!
+//! - [`stream::StreamConfig`]: THE publisher config format (`kontrakt-sidecar stream`), and
+//!   [`addresses::market_address`] / [`addresses::stream_key`] with `streamIdOf` on
+//!   [`stream::market::DataMarket`] to find a DataStream on chain, and
+//!   [`stream::market::read_stream_stats`] for its status (anchored batches, last root,
+//!   active subscribers, revenue).
+//!
 //! For the sidecar: [`key`] (the mounted signing key), [`chain`] (provider, the key's nonce
 //! manager, retries), [`factory`] (the CREATE2 proxy), [`deploy`] (deploy-if-absent and the
 //! version switch), [`events`] (logs as CloudEvents), [`enrollment`] (the registry's membership reconciler),
@@ -33,6 +39,9 @@ pub mod factory;
 pub mod key;
 pub mod oracle;
 pub mod service;
+pub mod stream;
 
-pub use addresses::{PairAddresses, PairSpec, pair_addresses, registry_address};
+pub use addresses::{
+    PairAddresses, PairSpec, market_address, pair_addresses, registry_address, stream_key,
+};
 pub use config::SidecarConfig;

@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use kontrakt_sidecar::SidecarConfig;
 use kontrakt_sidecar::service::{deploy_once, serve};
+use kontrakt_sidecar::stream::StreamConfig;
+use kontrakt_sidecar::stream::buyer::Buyer;
 
 #[derive(Debug, Parser)]
 #[command(name = "kontrakt-sidecar", version, about)]
@@ -36,6 +38,66 @@ enum Command {
     Serve {
         #[arg(long, env = "KONTRAKT_CONFIG")]
         config: PathBuf,
+    },
+    /// Publish a DataStream: deploy the market if absent, register the stream, ingest, anchor
+    /// batch roots and serve subscribers (see the `kontrakt_sidecar::stream::config` docs).
+    Stream {
+        #[arg(long, env = "KONTRAKT_STREAM_CONFIG")]
+        config: PathBuf,
+    },
+    /// Buy a DataStream: subscribe and pay, fetch and verify, rate.
+    Buy {
+        #[command(flatten)]
+        account: BuyerAccount,
+        #[command(subcommand)]
+        action: BuyAction,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct BuyerAccount {
+    /// JSON-RPC URL of the chain.
+    #[arg(long, env = "KONTRAKT_RPC_URL")]
+    rpc_url: String,
+    /// The chain id the RPC must report.
+    #[arg(long, env = "KONTRAKT_CHAIN_ID")]
+    chain_id: u64,
+    /// File holding the buyer's hex private key.
+    #[arg(long, env = "KONTRAKT_KEY_FILE")]
+    key_file: PathBuf,
+    /// The registry whose market sells the stream (absent: the market without a policy).
+    #[arg(long)]
+    registry: Option<alloy::primitives::Address>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BuyAction {
+    /// Pay pricePerSecond × seconds for access (extends a running subscription).
+    Subscribe {
+        #[arg(long)]
+        stream_id: alloy::primitives::U256,
+        #[arg(long)]
+        seconds: u64,
+    },
+    /// Fetch messages from the publisher and verify each against its anchored root; prints
+    /// them as JSON lines; fails on the first message that does not verify.
+    Fetch {
+        #[arg(long)]
+        stream_id: alloy::primitives::U256,
+        /// The publisher's base URL (http://host:port).
+        #[arg(long)]
+        publisher: String,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
+    /// Rate the other side of a finished subscription (1–5).
+    Rate {
+        #[arg(long)]
+        stream_id: alloy::primitives::U256,
+        #[arg(long)]
+        counterparty: alloy::primitives::Address,
+        #[arg(long)]
+        score: u8,
     },
 }
 
@@ -72,6 +134,56 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = SidecarConfig::load(&config)?;
             serve(config, terminated()).await?;
         }
+        Command::Stream { config } => {
+            let config = StreamConfig::load(&config)?;
+            kontrakt_sidecar::stream::publisher::run(config, terminated()).await?;
+        }
+        Command::Buy { account, action } => buy(account, action).await?,
+    }
+    Ok(())
+}
+
+async fn buy(account: BuyerAccount, action: BuyAction) -> anyhow::Result<()> {
+    use kontrakt_sidecar::config::{ChainConfig, RetryConfig};
+    let key = kontrakt_sidecar::key::load_signer(&account.key_file)?;
+    let chain = kontrakt_sidecar::chain::Chain::connect(
+        &ChainConfig {
+            rpc_url: account.rpc_url,
+            chain_id: account.chain_id,
+            retry: RetryConfig::default(),
+        },
+        key.clone(),
+    )
+    .await?;
+    let market = kontrakt_sidecar::market_address(account.registry.unwrap_or_default());
+    let buyer = Buyer::new(chain, key, market);
+    match action {
+        BuyAction::Subscribe { stream_id, seconds } => {
+            let s = buyer.subscribe(stream_id, seconds).await?;
+            println!("{}", serde_json::to_string(&s)?);
+        }
+        BuyAction::Fetch {
+            stream_id,
+            publisher,
+            from,
+        } => {
+            let (messages, next) = buyer.fetch_verified(&publisher, stream_id, from).await?;
+            for m in &messages {
+                let line = serde_json::json!({
+                    "index": m.index,
+                    "batch": m.batch,
+                    "root": m.root,
+                    "data": String::from_utf8_lossy(&m.data),
+                });
+                println!("{line}");
+            }
+            tracing::info!(verified = messages.len(), next, "all messages verified");
+        }
+        BuyAction::Rate {
+            stream_id,
+            counterparty,
+            score,
+        } => buyer.rate(stream_id, counterparty, score).await?,
     }
     Ok(())
 }

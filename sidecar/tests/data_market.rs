@@ -1,0 +1,312 @@
+//! The DataMarket contract on a real anvil: keyed registration, paid time-bounded access,
+//! monotonic anchoring, withdrawal, one rating per finished subscription, enrollment.
+
+mod common;
+mod market;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use common::Anvil;
+use kontrakt_sidecar::addresses::{market_address, stream_key};
+use kontrakt_sidecar::config::Role;
+use kontrakt_sidecar::stream::market::{
+    DataMarket, ensure_market, ensure_stream, read_stream_stats,
+};
+use market::{
+    advance_time, chain_for, chain_time, deploy_registry, dev_key, enroll, funded, market_tx,
+    reverted,
+};
+
+#[tokio::test]
+async fn register_subscribe_extend_anchor_withdraw_and_rate() {
+    let anvil = Anvil::spawn();
+    let admin = chain_for(&anvil, &dev_key(0)).await;
+    let (_, seller) = funded(&anvil, &admin).await;
+    let (buyer_key, buyer) = funded(&anvil, &admin).await;
+    let (address, created) = ensure_market(&seller, Address::ZERO).await.unwrap();
+    assert!(created);
+    assert_eq!(address, market_address(Address::ZERO));
+    assert_eq!(
+        ensure_market(&admin, Address::ZERO).await.unwrap(),
+        (address, false),
+        "deploy-if-absent finds it"
+    );
+    let m = DataMarket::new(address, seller.provider());
+    let key = stream_key("default", "temperature");
+    let price = U256::from(10);
+
+    // Keyed registration: found again, never registered twice.
+    let id = ensure_stream(&seller, address, key, price, 60)
+        .await
+        .unwrap();
+    assert_eq!(id, U256::from(1));
+    assert_eq!(m.streamIdOf(seller.signer(), key).call().await.unwrap(), id);
+    assert_eq!(
+        m.streamIdOf(buyer.signer(), key).call().await.unwrap(),
+        U256::ZERO
+    );
+    let nonce = seller
+        .provider()
+        .get_transaction_count(seller.signer())
+        .await
+        .unwrap();
+    assert_eq!(
+        ensure_stream(&seller, address, key, price, 60)
+            .await
+            .unwrap(),
+        id
+    );
+    assert_eq!(
+        seller
+            .provider()
+            .get_transaction_count(seller.signer())
+            .await
+            .unwrap(),
+        nonce,
+        "an existing stream sends nothing"
+    );
+    let again = m.registerStream(key, price, 60).into_transaction_request();
+    assert!(
+        reverted(market_tx(&seller, "register twice", again).await).starts_with("StreamKeyTaken(")
+    );
+    let zero = m
+        .registerStream(B256::repeat_byte(9), price, 0)
+        .into_transaction_request();
+    assert_eq!(
+        reverted(market_tx(&seller, "zero duration", zero).await),
+        "ZeroDuration()"
+    );
+
+    // Paying less than the minimum, or a wrong amount, reverts.
+    let bm = DataMarket::new(address, buyer.provider());
+    let short = bm
+        .subscribe(id, 30)
+        .value(U256::from(300))
+        .into_transaction_request();
+    assert_eq!(
+        reverted(market_tx(&buyer, "short", short).await),
+        "DurationTooShort(30, 60)"
+    );
+    let cheap = bm
+        .subscribe(id, 60)
+        .value(U256::from(599))
+        .into_transaction_request();
+    assert_eq!(
+        reverted(market_tx(&buyer, "cheap", cheap).await),
+        "WrongPayment(600, 599)"
+    );
+    assert!(!bm.hasAccess(id, buyer_key.address()).call().await.unwrap());
+
+    // Paid access is time-bounded and extendable from its end.
+    let pay = bm
+        .subscribe(id, 60)
+        .value(U256::from(600))
+        .into_transaction_request();
+    market_tx(&buyer, "subscribe", pay.clone()).await.unwrap();
+    let now = chain_time(&buyer).await;
+    let until = bm
+        .accessUntil(id, buyer_key.address())
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(until, now + 60);
+    assert!(bm.hasAccess(id, buyer_key.address()).call().await.unwrap());
+    market_tx(&buyer, "extend", pay).await.unwrap();
+    assert_eq!(
+        bm.accessUntil(id, buyer_key.address())
+            .call()
+            .await
+            .unwrap(),
+        until + 60
+    );
+    assert_eq!(
+        m.balanceOf(seller.signer()).call().await.unwrap(),
+        U256::from(1200)
+    );
+
+    // Nothing to rate while the subscription runs.
+    let early = bm.rate(id, seller.signer(), 5).into_transaction_request();
+    assert!(reverted(market_tx(&buyer, "early rating", early).await).starts_with("NothingToRate("));
+
+    // Anchoring: only the seller, non-zero roots, strictly increasing batch numbers.
+    let root = B256::repeat_byte(0xab);
+    market_tx(
+        &seller,
+        "anchor 1",
+        m.anchorBatch(id, 1, root, 10).into_transaction_request(),
+    )
+    .await
+    .unwrap();
+    let dup = m.anchorBatch(id, 1, root, 10).into_transaction_request();
+    assert_eq!(
+        reverted(market_tx(&seller, "anchor 1 again", dup).await),
+        "BatchNotIncreasing(1, 1)"
+    );
+    let by_buyer = bm.anchorBatch(id, 2, root, 10).into_transaction_request();
+    assert!(
+        reverted(market_tx(&buyer, "anchor by buyer", by_buyer).await).starts_with("NotSeller(")
+    );
+    let zero_root = m
+        .anchorBatch(id, 2, B256::ZERO, 10)
+        .into_transaction_request();
+    assert_eq!(
+        reverted(market_tx(&seller, "zero root", zero_root).await),
+        "ZeroRoot()"
+    );
+    market_tx(
+        &seller,
+        "anchor 3",
+        m.anchorBatch(id, 3, B256::repeat_byte(3), 7)
+            .into_transaction_request(),
+    )
+    .await
+    .unwrap();
+    let s = m.streamOf(id).call().await.unwrap();
+    assert_eq!((s.lastBatch, s.anchored), (3, true));
+    let b = m.batchOf(id, 3).call().await.unwrap();
+    assert_eq!((b.root, b.messageCount), (B256::repeat_byte(3), 7));
+    assert_eq!(m.batchOf(id, 2).call().await.unwrap().root, B256::ZERO);
+
+    // What the operator reads for the DataStream status.
+    let stats = read_stream_stats(seller.provider(), address, id)
+        .await
+        .unwrap();
+    assert_eq!(stats.seller, seller.signer());
+    assert_eq!((stats.anchored_batches, stats.last_batch), (2, Some(3)));
+    assert_eq!(stats.last_root, Some(B256::repeat_byte(3)));
+    assert_eq!((stats.active_subscribers, stats.subscribers), (1, 1));
+    assert_eq!(stats.revenue_wei, U256::from(1200));
+
+    // After the end: access is gone, each side rates once, 1..5.
+    advance_time(&buyer, 200).await;
+    let stats = read_stream_stats(seller.provider(), address, id)
+        .await
+        .unwrap();
+    assert_eq!((stats.active_subscribers, stats.subscribers), (0, 1));
+    assert!(!bm.hasAccess(id, buyer_key.address()).call().await.unwrap());
+    let six = bm.rate(id, seller.signer(), 6).into_transaction_request();
+    assert_eq!(
+        reverted(market_tx(&buyer, "score 6", six).await),
+        "InvalidScore(6)"
+    );
+    market_tx(
+        &buyer,
+        "rate seller",
+        bm.rate(id, seller.signer(), 5).into_transaction_request(),
+    )
+    .await
+    .unwrap();
+    let twice = bm.rate(id, seller.signer(), 4).into_transaction_request();
+    assert!(reverted(market_tx(&buyer, "rate twice", twice).await).starts_with("NothingToRate("));
+    market_tx(
+        &seller,
+        "rate buyer",
+        m.rate(id, buyer_key.address(), 3)
+            .into_transaction_request(),
+    )
+    .await
+    .unwrap();
+    let r = m.ratingOf(seller.signer()).call().await.unwrap();
+    assert_eq!((r.sum, r.count), (U256::from(5), U256::from(1)));
+    let r = m.ratingOf(buyer_key.address()).call().await.unwrap();
+    assert_eq!((r.sum, r.count), (U256::from(3), U256::from(1)));
+
+    // Withdraw: the balance moves to the seller, once.
+    let before = seller
+        .provider()
+        .get_balance(seller.signer())
+        .await
+        .unwrap();
+    let receipt = seller
+        .send("withdraw", m.withdraw().into_transaction_request(), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        m.balanceOf(seller.signer()).call().await.unwrap(),
+        U256::ZERO
+    );
+    let after = seller
+        .provider()
+        .get_balance(seller.signer())
+        .await
+        .unwrap();
+    let fee = U256::from(receipt.gas_used) * U256::from(receipt.effective_gas_price);
+    assert_eq!(
+        after,
+        before + U256::from(1200) - fee,
+        "the 1200 wei paid reach the seller"
+    );
+    assert_eq!(
+        reverted(
+            market_tx(
+                &seller,
+                "withdraw again",
+                m.withdraw().into_transaction_request()
+            )
+            .await
+        ),
+        "NothingToWithdraw()"
+    );
+    assert_eq!(
+        reverted(
+            market_tx(
+                &buyer,
+                "withdraw nothing",
+                bm.withdraw().into_transaction_request()
+            )
+            .await
+        ),
+        "NothingToWithdraw()"
+    );
+}
+
+#[tokio::test]
+async fn with_a_registry_only_enrolled_publishers_and_subscribers_take_part() {
+    let anvil = Anvil::spawn();
+    let admin = chain_for(&anvil, &dev_key(0)).await;
+    let registry = deploy_registry(&admin).await;
+    let (_, seller) = funded(&anvil, &admin).await;
+    let (_, buyer) = funded(&anvil, &admin).await;
+    let (address, created) = ensure_market(&seller, registry).await.unwrap();
+    assert!(created);
+    assert_eq!(address, market_address(registry));
+    assert_ne!(
+        address,
+        market_address(Address::ZERO),
+        "one market per registry"
+    );
+    let m = DataMarket::new(address, seller.provider());
+    assert_eq!(m.registry().call().await.unwrap(), registry);
+    let key = stream_key("default", "humidity");
+
+    let register = m
+        .registerStream(key, U256::from(1), 1)
+        .into_transaction_request();
+    assert_eq!(
+        reverted(market_tx(&seller, "register unenrolled", register.clone()).await),
+        format!("NotEnrolled({}, 2)", seller.signer())
+    );
+    enroll(&admin, registry, seller.signer(), Role::Publisher).await;
+    let id = ensure_stream(&seller, address, key, U256::from(1), 1)
+        .await
+        .unwrap();
+
+    let bm = DataMarket::new(address, buyer.provider());
+    let pay = bm
+        .subscribe(id, 10)
+        .value(U256::from(10))
+        .into_transaction_request();
+    assert_eq!(
+        reverted(market_tx(&buyer, "subscribe unenrolled", pay.clone()).await),
+        format!("NotEnrolled({}, 3)", buyer.signer())
+    );
+    // Enrolled in another role is not enough.
+    enroll(&admin, registry, buyer.signer(), Role::Node).await;
+    assert!(
+        reverted(market_tx(&buyer, "subscribe as node", pay.clone()).await)
+            .starts_with("NotEnrolled(")
+    );
+    enroll(&admin, registry, buyer.signer(), Role::Subscriber).await;
+    market_tx(&buyer, "subscribe", pay).await.unwrap();
+    assert!(bm.hasAccess(id, buyer.signer()).call().await.unwrap());
+}

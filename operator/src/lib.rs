@@ -7,12 +7,14 @@ pub mod access_policy;
 pub mod api;
 pub mod config;
 pub mod context;
+pub mod data_stream;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod smart_contract_service;
 pub mod telemetry;
 pub mod views;
+pub mod workload;
 
 /// Runs every controller until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run_controllers(
@@ -23,6 +25,7 @@ pub async fn run_controllers(
     let shutdown = shutdown.shared();
     futures::join!(
         smart_contract_service::run(ctx.clone(), shutdown.clone()),
-        access_policy::run(ctx, shutdown),
+        access_policy::run(ctx.clone(), shutdown.clone()),
+        data_stream::run(ctx, shutdown),
     );
 }

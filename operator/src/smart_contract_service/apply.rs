@@ -236,7 +236,7 @@ pub fn applied_hash<K: Serialize>(obj: &K) -> String {
     alloy::hex::encode(&alloy::primitives::keccak256(bytes)[..12])
 }
 
-async fn apply_one<K>(
+pub(crate) async fn apply_one<K>(
     client: &Client,
     namespace: &str,
     mut obj: K,

@@ -5,14 +5,14 @@ use super::validate::{
     ORACLE_HEADERS_DIR, Plan, SIDECAR_PORT, SIGNER_DIR, SIGNER_FILE,
 };
 use crate::api::SmartContractService;
+use crate::workload::{http_probe, restricted, restricted_pod, secret_file};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
-            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
-            HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-            ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
-            ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, KeyToPath, PodSpec,
+            PodTemplateSpec, ResourceRequirements, Service, ServiceAccount, ServicePort,
+            ServiceSpec, Volume, VolumeMount,
         },
         networking::v1::{
             IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -32,8 +32,6 @@ use std::collections::BTreeMap;
 pub const CONFIG_HASH_ANNOTATION: &str = "kontrakt.dev/config-hash";
 /// Label naming the SmartContractService a child belongs to.
 pub const SERVICE_LABEL: &str = "kontrakt.dev/service";
-/// The non-root user the sidecar runs as (distroless "nonroot").
-const RUN_AS: i64 = 65532;
 
 /// The objects one SmartContractService owns.
 #[derive(Debug, Clone)]
@@ -170,36 +168,6 @@ fn selector(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(SERVICE_LABEL.to_owned(), name.to_owned())])
 }
 
-/// Pod Security "restricted" for every container.
-fn restricted() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Default::default()
-        }),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn http_probe(path: &str, period: i32) -> Probe {
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::String("http".into()),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        ..Default::default()
-    }
-}
-
 fn pod_spec(scs: &SmartContractService, plan: &Plan, sidecar_image: &str) -> PodSpec {
     let key_ref = &scs.spec.signer.secret_key_ref;
     let mut volumes = vec![
@@ -212,20 +180,7 @@ fn pod_spec(scs: &SmartContractService, plan: &Plan, sidecar_image: &str) -> Pod
             ..Default::default()
         },
         // The signer key is mounted from the user's Secret, read-only to the owner; never copied.
-        Volume {
-            name: "signer".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(key_ref.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: key_ref.key.clone(),
-                    path: SIGNER_FILE.into(),
-                    mode: None,
-                }]),
-                default_mode: Some(0o400),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        secret_file("signer", &key_ref.name, &key_ref.key, SIGNER_FILE),
     ];
     let mut mounts = vec![
         VolumeMount {
@@ -243,20 +198,12 @@ fn pod_spec(scs: &SmartContractService, plan: &Plan, sidecar_image: &str) -> Pod
     ];
     for (i, (_, header)) in validate::oracle_headers(scs).enumerate() {
         let name = format!("oracle-header-{i}");
-        volumes.push(Volume {
-            name: name.clone(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(header.secret_key_ref.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: header.secret_key_ref.key.clone(),
-                    path: ORACLE_HEADER_FILE.into(),
-                    mode: None,
-                }]),
-                default_mode: Some(0o400),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        volumes.push(secret_file(
+            &name,
+            &header.secret_key_ref.name,
+            &header.secret_key_ref.key,
+            ORACLE_HEADER_FILE,
+        ));
         mounts.push(VolumeMount {
             name,
             mount_path: format!("{ORACLE_HEADERS_DIR}/{i}"),
@@ -338,17 +285,7 @@ fn pod_spec(scs: &SmartContractService, plan: &Plan, sidecar_image: &str) -> Pod
     PodSpec {
         service_account_name: Some(plan.name.clone()),
         automount_service_account_token: Some(false),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS),
-            run_as_group: Some(RUN_AS),
-            fs_group: Some(RUN_AS),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_pod()),
         containers,
         volumes: Some(volumes),
         ..Default::default()

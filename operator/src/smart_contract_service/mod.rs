@@ -389,7 +389,7 @@ async fn policies_in(
 }
 
 /// The admin (signer address) of the registry service `name`, or why it cannot be known.
-async fn registry_admin(
+pub(crate) async fn registry_admin(
     ctx: &Context,
     caches: Option<&Caches>,
     namespace: &str,

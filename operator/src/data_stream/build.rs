@@ -1,0 +1,203 @@
+//! A DataStream's publisher: the rendered config, its Deployment (the sidecar
+//! in `stream` mode) and its Service. Pure.
+
+use crate::api::DataStream;
+use crate::context::FIELD_MANAGER;
+use crate::workload::{http_probe, restricted, restricted_pod, secret_file};
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
+        core::v1::{
+            ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+            PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+use kontrakt_sidecar::stream::StreamConfig;
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
+
+/// Where the publisher finds what its pod mounts.
+pub const CONFIG_DIR: &str = "/etc/kontrakt";
+pub const CONFIG_FILE: &str = "stream.yaml";
+pub const SIGNER_DIR: &str = "/var/run/kontrakt/signer";
+pub const SIGNER_FILE: &str = "key";
+pub const DATA_DIR: &str = "/var/lib/kontrakt/stream";
+pub const MQTT_DIR: &str = "/var/run/kontrakt/mqtt";
+pub const MQTT_FILE: &str = "credentials";
+pub const PORT: u16 = 8080;
+/// Label naming the DataStream a child belongs to.
+pub const STREAM_LABEL: &str = "kontrakt.dev/stream";
+/// Pod template annotation: a new config rolls the publisher.
+pub const CONFIG_HASH_ANNOTATION: &str = "kontrakt.dev/config-hash";
+
+/// What the controller derived from a valid spec.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub config: StreamConfig,
+    /// The seller service's signer Secret (name, key): mounted, never copied.
+    pub signer_secret: (String, String),
+    /// The broker credentials Secret (name, key), for an MQTT source that names one.
+    pub mqtt_secret: Option<(String, String)>,
+    pub config_hash: String,
+}
+
+/// The objects one DataStream owns.
+pub struct Children {
+    pub config_map: ConfigMap,
+    pub deployment: Deployment,
+    pub service: Service,
+}
+
+pub fn publisher_name(stream: &str) -> String {
+    format!("{stream}-publisher")
+}
+
+pub fn build(ds: &DataStream, plan: &Plan, image: &str) -> Children {
+    let name = publisher_name(&ds.name_any());
+    let selector = BTreeMap::from([(STREAM_LABEL.to_owned(), ds.name_any())]);
+    let mut labels = selector.clone();
+    labels.insert("app.kubernetes.io/name".into(), "kontrakt-sidecar".into());
+    labels.insert(
+        "app.kubernetes.io/component".into(),
+        "stream-publisher".into(),
+    );
+    labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+    let meta = |n: String| ObjectMeta {
+        name: Some(n),
+        namespace: ds.namespace(),
+        labels: Some(labels.clone()),
+        owner_references: ds.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    };
+    let config_map = ConfigMap {
+        metadata: meta(name.clone()),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE.into(),
+            plan.config.to_yaml(),
+        )])),
+        ..Default::default()
+    };
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        secret_file(
+            "signer",
+            &plan.signer_secret.0,
+            &plan.signer_secret.1,
+            SIGNER_FILE,
+        ),
+        // The message log survives container restarts (the kubelet keeps an
+        // emptyDir for the pod's life); a PersistentVolumeClaim would keep it
+        // across pod replacements, which kwok cannot provision.
+        Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+    ];
+    let mut mounts = vec![
+        mount("config", CONFIG_DIR),
+        mount("signer", SIGNER_DIR),
+        VolumeMount {
+            read_only: Some(false),
+            ..mount("data", DATA_DIR)
+        },
+    ];
+    if let Some((secret, key)) = &plan.mqtt_secret {
+        volumes.push(secret_file("mqtt", secret, key, MQTT_FILE));
+        mounts.push(mount("mqtt", MQTT_DIR));
+    }
+    let container = Container {
+        // The contract sidecar binary in `stream` mode.
+        name: "sidecar".into(),
+        image: Some(image.into()),
+        args: Some(vec![
+            "stream".into(),
+            "--config".into(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: i32::from(PORT),
+            ..Default::default()
+        }]),
+        volume_mounts: Some(mounts),
+        liveness_probe: Some(http_probe("/healthz", 10)),
+        readiness_probe: Some(http_probe("/readyz", 5)),
+        security_context: Some(restricted()),
+        ..Default::default()
+    };
+    let deployment = Deployment {
+        metadata: meta(name.clone()),
+        spec: Some(DeploymentSpec {
+            // One publisher: it numbers and anchors the batches (a single writer).
+            replicas: Some(1),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..Default::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_owned(),
+                        plan.config_hash.clone(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    security_context: Some(restricted_pod()),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let service = Service {
+        metadata: meta(name),
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: i32::from(PORT),
+                target_port: Some(IntOrString::String("http".into())),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Children {
+        config_map,
+        deployment,
+        service,
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}

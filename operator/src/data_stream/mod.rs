@@ -1,0 +1,308 @@
+//! The DataStream controller: dereference (seller service, its signer, the
+//! policy's registry) → validate (pure) → build the publisher (pure) → apply
+//! → status from the chain (the stream on the DataMarket, anchored batches,
+//! subscribers, revenue). The publisher sidecar registers the stream and
+//! anchors batches with the seller's key; the operator only reads the chain.
+
+pub mod build;
+pub mod status;
+pub mod validate;
+
+use crate::{
+    api::{DataStream, DataStreamStatus, SmartContractService},
+    context::{Context, FIELD_MANAGER},
+    smart_contract_service::{
+        apply::apply_one,
+        error::Invalid,
+        publish, read_secret_key, registry_admin,
+        status::{Computed, merge_conditions},
+        validate::PolicyLookup,
+    },
+};
+use alloy::primitives::Address;
+use futures::StreamExt;
+use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        Controller,
+        controller::{self, Action},
+        events::EventType,
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use std::{future::Future, sync::Arc, time::Duration};
+use tracing::{debug, info, warn};
+
+pub const KIND: &str = "DataStream";
+const CONCURRENCY: u16 = 8;
+/// Missing references are looked at again this rarely (the seller's creation also triggers a pass).
+const MISSING_REFERENCE_REQUEUE: Duration = Duration::from_secs(120);
+
+/// Why a pass failed (transient: retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let (streams, deployments, services): (
+        Api<DataStream>,
+        Api<Deployment>,
+        Api<SmartContractService>,
+    ) = match &ctx.settings.watch_namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client),
+        ),
+    };
+    let controller = Controller::new(streams, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        .owns(
+            deployments,
+            watcher::Config::default().labels("app.kubernetes.io/component=stream-publisher"),
+        )
+        // The seller service's signer and chain are the publisher's.
+        .watches(
+            services,
+            Default::default(),
+            move |scs: SmartContractService| {
+                let namespace = scs.namespace().unwrap_or_default();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|d| {
+                        d.namespace().as_deref() == Some(&namespace)
+                            && d.spec.seller.name == scs.name_any()
+                    })
+                    .map(|d| ObjectRef::from_obj(&*d))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                debug!(error = %e, "data stream pass failed");
+            }
+        })
+        .await;
+}
+
+fn key(ds: &DataStream) -> String {
+    format!(
+        "ds/{}/{}",
+        ds.namespace().unwrap_or_default(),
+        ds.name_any()
+    )
+}
+
+fn error_policy(ds: Arc<DataStream>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(KIND, "KubeApiError");
+    let delay = ctx.backoff.next(&key(&ds));
+    warn!(object = %key(&ds), error = %error, retry_in_s = delay.as_secs(), "data stream pass failed; retrying");
+    Action::requeue(delay)
+}
+
+async fn reconcile(ds: Arc<DataStream>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    if ds.meta().deletion_timestamp.is_some() {
+        // Nothing to undo: the stream stays on the market (its invoices and
+        // roots are history); garbage collection removes the publisher.
+        return Ok(Action::await_change());
+    }
+    let namespace = ds.namespace().unwrap_or_default();
+    let seller = Api::<SmartContractService>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&ds.spec.seller.name)
+        .await?;
+    let signer_key = match &seller {
+        Some(s) => {
+            let r = &s.spec.signer.secret_key_ref;
+            read_secret_key(&ctx.client, &namespace, &r.name, &r.key).await?
+        }
+        None => None,
+    };
+    let registry = match &ds.spec.access_policy_ref {
+        None => Ok(None),
+        Some(r) => registry_of(&ctx, &namespace, &r.name).await?,
+    };
+    let refs = validate::References {
+        seller: seller.as_ref(),
+        signer_key: signer_key.as_deref(),
+        registry,
+    };
+    let plan = match validate::validate(&ds, refs) {
+        Ok(plan) => plan,
+        Err(invalid) => return report_invalid(&ds, &ctx, &invalid).await,
+    };
+    let children = build::build(&ds, &plan, &ctx.settings.sidecar_image);
+    let mut written = 0;
+    for applied in [
+        apply_one(&ctx.client, &namespace, children.config_map, None).await?,
+        apply_one(&ctx.client, &namespace, children.service, None).await?,
+        apply_one(&ctx.client, &namespace, children.deployment, None).await?,
+    ] {
+        written += usize::from(applied);
+    }
+    if written > 0 {
+        info!(object = %key(&ds), written, "applied publisher objects");
+    }
+    let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&build::publisher_name(&ds.name_any()))
+        .await?;
+    let seller_address = signer_key
+        .as_deref()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(kontrakt_sidecar::key::parse_signer)
+        .map(|s| s.address())
+        .unwrap_or_default();
+    let observation = status::observe(
+        &ctx,
+        &plan.config.chain.rpc_url,
+        plan.config.market(),
+        seller_address,
+        plan.config.stream.key(),
+    )
+    .await;
+    let outcome = status::compute(&ds, deployment.as_ref(), &observation);
+    write_status(&ds, &ctx, outcome.status, &outcome.conditions).await?;
+    Ok(
+        if matches!(observation, status::Observation::Unreachable(_)) {
+            Action::requeue(ctx.backoff.next(&key(&ds)))
+        } else if outcome.ready {
+            ctx.backoff.reset(&key(&ds));
+            ctx.progress.reset(&key(&ds));
+            Action::requeue(ctx.settings.resync)
+        } else {
+            Action::requeue(
+                ctx.progress
+                    .next_in(&key(&ds), ds.metadata.generation.unwrap_or_default()),
+            )
+        },
+    )
+}
+
+/// The EnrollmentRegistry of the AccessPolicy `name`, or why it is unknown.
+async fn registry_of(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Result<Option<Address>, Invalid>, kube::Error> {
+    let Some(policy) = Api::<crate::api::AccessPolicy>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await?
+    else {
+        return Ok(Err(Invalid::new(
+            "AccessPolicyNotFound",
+            format!("AccessPolicy {name:?} not found"),
+        )));
+    };
+    let registry = &policy.spec.registry.name;
+    Ok(
+        match registry_admin(ctx, None, namespace, registry).await? {
+            Ok(admin) => Ok(Some(kontrakt_sidecar::addresses::registry_address(
+                namespace, registry, admin,
+            ))),
+            Err(PolicyLookup::RegistrySignerNotFound { registry }) => Err(Invalid::new(
+                "RegistrySignerNotFound",
+                format!(
+                    "the signer Secret of the registry SmartContractService {registry:?} is missing or holds no key"
+                ),
+            )),
+            Err(_) => Err(Invalid::new(
+                "RegistryNotFound",
+                format!("the AccessPolicy's registry SmartContractService {registry:?} not found"),
+            )),
+        },
+    )
+}
+
+async fn report_invalid(
+    ds: &DataStream,
+    ctx: &Context,
+    invalid: &Invalid,
+) -> Result<Action, Error> {
+    ctx.metrics.failure(KIND, invalid.reason);
+    let status = DataStreamStatus {
+        observed_generation: ds.metadata.generation,
+        ..ds.status.clone().unwrap_or_default()
+    };
+    let ready = Computed {
+        type_: crate::api::condition::READY,
+        status: false,
+        reason: invalid.reason,
+        message: invalid.message.clone(),
+    };
+    write_status(ds, ctx, status, &[ready]).await?;
+    Ok(
+        if matches!(
+            invalid.reason,
+            "SellerNotFound" | "SignerSecretNotFound" | "AccessPolicyNotFound" | "RegistryNotFound"
+        ) {
+            Action::requeue(MISSING_REFERENCE_REQUEUE)
+        } else {
+            Action::await_change()
+        },
+    )
+}
+
+/// Writes the status when it changed; one Event per condition that changed.
+async fn write_status(
+    ds: &DataStream,
+    ctx: &Context,
+    mut status: DataStreamStatus,
+    computed: &[Computed],
+) -> Result<(), Error> {
+    let old = ds.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    status.conditions = merge_conditions(&old.conditions, computed, ds.metadata.generation, now);
+    if status == old {
+        return Ok(());
+    }
+    let api: Api<DataStream> =
+        Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": DataStream::api_version(&()),
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(
+        &ds.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    let mut published: Vec<(&str, &str)> = Vec::new();
+    for c in computed {
+        let before = old.conditions.iter().find(|o| o.type_ == c.type_);
+        let changed =
+            before.is_none_or(|b| (b.status == "True") != c.status || b.reason != c.reason);
+        let repeated = published.contains(&(c.reason, c.message.as_str()));
+        if changed && !repeated {
+            published.push((c.reason, c.message.as_str()));
+            let type_ = if c.status {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            publish(ctx, &ds.object_ref(&()), type_, c.reason, &c.message).await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! Pure tests of the DataStream pipeline from small fixtures.
+
+use super::{build, status, validate};
+use crate::api::{DataStream, SmartContractService};
+use crate::smart_contract_service::error::Invalid;
+use alloy::primitives::{Address, B256, U256};
+
+const DEV_KEY: &[u8] = b"0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+/// YAML fixtures read the way the apiserver's JSON is (externally tagged enums as maps).
+fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
+    let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+fn stream() -> DataStream {
+    let mut ds: DataStream = from_yaml(
+        r#"
+apiVersion: kontrakt.dev/v1alpha1
+kind: DataStream
+metadata: { name: pump-telemetry, namespace: supply, uid: "u-1", generation: 1 }
+spec:
+  seller: { name: shipping }
+  source:
+    mqtt: { brokerUrl: "mqtt://127.0.0.1:1883", topic: pumps/+/telemetry, qos: 1,
+            credentialsSecretRef: { name: broker, key: credentials } }
+  pricing: { pricePerSecondWei: 1000, minDurationSeconds: 60 }
+  integrity: { batchSize: 100, maxDelaySeconds: 30 }
+"#,
+    );
+    ds.metadata.namespace = Some("supply".into());
+    ds
+}
+
+fn seller() -> SmartContractService {
+    from_yaml(
+        r#"
+apiVersion: kontrakt.dev/v1alpha1
+kind: SmartContractService
+metadata: { name: shipping, namespace: supply }
+spec:
+  chain: { rpcUrl: "http://127.0.0.1:8545", chainId: 31337 }
+  signer: { secretKeyRef: { name: anvil-dev-key, key: privateKey } }
+  contract: { template: Shipping, version: 1 }
+"#,
+    )
+}
+
+#[test]
+fn the_publisher_config_names_files_never_secret_values() {
+    let seller = seller();
+    let plan = validate::validate(
+        &stream(),
+        validate::References {
+            seller: Some(&seller),
+            signer_key: Some(DEV_KEY),
+            registry: Ok(None),
+        },
+    )
+    .unwrap();
+    let yaml = plan.config.to_yaml();
+    assert!(
+        yaml.contains("keyFile: /var/run/kontrakt/signer/key"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("credentialsFile: /var/run/kontrakt/mqtt/credentials"),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.contains("ac0974bec39a17e36ba4a6b4d238ff944bacb478"),
+        "no key in the config"
+    );
+    assert_eq!(plan.config.stream.price_per_second_wei, U256::from(1000));
+    assert_eq!(plan.config.integrity.batch_size, 100);
+
+    let children = build::build(&stream(), &plan, "sidecar:test");
+    let pod = children.deployment.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(container.args.as_deref().unwrap()[0], "stream");
+    let sc = container.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    let volumes = pod.volumes.unwrap();
+    let secrets: Vec<_> = volumes
+        .iter()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .collect();
+    assert_eq!(secrets, ["anvil-dev-key", "broker"], "mounted by reference");
+    assert!(
+        volumes.iter().any(|v| v.empty_dir.is_some()),
+        "a data volume for the log"
+    );
+}
+
+#[test]
+fn a_missing_seller_or_policy_is_a_reason_not_an_error() {
+    let missing = validate::validate(
+        &stream(),
+        validate::References {
+            seller: None,
+            signer_key: None,
+            registry: Ok(None),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(missing.reason, "SellerNotFound");
+    let seller = seller();
+    let no_policy = validate::validate(
+        &stream(),
+        validate::References {
+            seller: Some(&seller),
+            signer_key: Some(DEV_KEY),
+            registry: Err(Invalid::new(
+                "AccessPolicyNotFound",
+                "AccessPolicy \"x\" not found",
+            )),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(no_policy.reason, "AccessPolicyNotFound");
+}
+
+#[test]
+fn status_reports_the_stream_as_the_chain_has_it() {
+    let ds = stream();
+    let waiting = status::compute(
+        &ds,
+        None,
+        &status::Observation::NotRegistered {
+            market: Address::repeat_byte(1),
+        },
+    );
+    assert!(!waiting.ready);
+    assert_eq!(waiting.conditions[0].reason, "StreamNotRegistered");
+    let live = status::compute(
+        &ds,
+        None,
+        &status::Observation::Registered {
+            stream_id: U256::from(3),
+            anchored_batches: 2,
+            last_root: Some(B256::repeat_byte(7)),
+            active_subscribers: 1,
+            revenue: U256::from(60_000),
+        },
+    );
+    assert_eq!(live.status.stream_id.as_deref(), Some("3"));
+    assert_eq!(live.status.revenue_wei.as_deref(), Some("60000"));
+    assert_eq!(live.status.anchored_batches, Some(2));
+    assert_eq!(
+        live.conditions[1].reason, "PublisherNotAvailable",
+        "no pod yet"
+    );
+}

@@ -91,8 +91,10 @@ cat <<MSG
 The Shipping contract is deployed at $address on the local chain
 (database $(kubectl -n "$ns" get scs shipping -o jsonpath='{.status.databaseAddress}')).
 The AccessPolicy supply-chain is enrolled in the EnrollmentRegistry the Shipping
-sidecar hosts (kubectl get ap shows what the chain holds). DataStream has no
-controller yet; it is stored and validated.
+sidecar hosts (kubectl get ap shows what the chain holds). The DataStream
+pump-telemetry is reconciled into a publisher Deployment; this demo runs only
+the Shipping sidecar, so the stream waits for its publisher (the e2e suite runs
+it: e2e/tests/data_stream.rs).
 
   export KUBECONFIG=$kubeconfig PATH=$repo/.kontrakt/bin:\$PATH
   kubectl -n $ns describe scs shipping

@@ -13,7 +13,7 @@ use crate::smart_contract_service::status::Computed;
 use crate::{
     api::{AccessPolicy, AccessPolicyStatus, SmartContractService},
     context::{Context, FIELD_MANAGER},
-    smart_contract_service::{publish, read_secret_key},
+    smart_contract_service::{publish, publish_transitions, read_secret_key},
 };
 use alloy::primitives::Address;
 use futures::StreamExt;
@@ -286,22 +286,6 @@ async fn write_status(
         &Patch::Apply(&body),
     )
     .await?;
-    let mut published: Vec<(&str, &str)> = Vec::new();
-    for c in computed {
-        let before = old.conditions.iter().find(|o| o.type_ == c.type_);
-        let changed =
-            before.is_none_or(|b| (b.status == "True") != c.status || b.reason != c.reason);
-        // Ready often repeats Synced's reason and message: one Event says it.
-        let repeated = published.contains(&(c.reason, c.message.as_str()));
-        if changed && !repeated {
-            published.push((c.reason, c.message.as_str()));
-            let type_ = if c.status {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            publish(ctx, &policy.object_ref(&()), type_, c.reason, &c.message).await;
-        }
-    }
+    publish_transitions(ctx, &policy.object_ref(&()), &old.conditions, computed).await;
     Ok(())
 }

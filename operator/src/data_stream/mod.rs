@@ -14,7 +14,7 @@ use crate::{
     smart_contract_service::{
         apply::apply_one,
         error::Invalid,
-        publish, read_secret_key, registry_admin,
+        publish_transitions, read_secret_key, registry_admin,
         status::{Computed, merge_conditions},
         validate::PolicyLookup,
     },
@@ -28,7 +28,6 @@ use kube::{
     runtime::{
         Controller,
         controller::{self, Action},
-        events::EventType,
         reflector::ObjectRef,
         watcher,
     },
@@ -285,22 +284,7 @@ async fn write_status(
         &Patch::Apply(&body),
     )
     .await?;
-    let mut published: Vec<(&str, &str)> = Vec::new();
-    for c in computed {
-        let before = old.conditions.iter().find(|o| o.type_ == c.type_);
-        let changed =
-            before.is_none_or(|b| (b.status == "True") != c.status || b.reason != c.reason);
-        let repeated = published.contains(&(c.reason, c.message.as_str()));
-        if changed && !repeated {
-            published.push((c.reason, c.message.as_str()));
-            let type_ = if c.status {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            publish(ctx, &ds.object_ref(&()), type_, c.reason, &c.message).await;
-        }
-    }
+    publish_transitions(ctx, &ds.object_ref(&()), &old.conditions, computed).await;
     Ok(())
 }
 

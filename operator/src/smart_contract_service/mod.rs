@@ -497,12 +497,24 @@ async fn write_status(
             }
         }
     }
+    publish_transitions(ctx, &scs.object_ref(&()), &old.conditions, computed).await;
+    Ok(())
+}
+
+/// One Event for every condition whose status or reason changed from `old`;
+/// a condition repeating another's reason and message (Ready often repeats
+/// the condition that holds it back) is said once.
+pub(crate) async fn publish_transitions(
+    ctx: &Context,
+    reference: &ObjectReference,
+    old: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    computed: &[status::Computed],
+) {
     let mut published: Vec<(&str, &str)> = Vec::new();
     for c in computed {
-        let before = old.conditions.iter().find(|o| o.type_ == c.type_);
+        let before = old.iter().find(|o| o.type_ == c.type_);
         let changed =
             before.is_none_or(|b| (b.status == "True") != c.status || b.reason != c.reason);
-        // Ready often repeats Deployed's reason and message: one Event says it.
         let repeated = published.contains(&(c.reason, c.message.as_str()));
         if changed && !repeated {
             published.push((c.reason, c.message.as_str()));
@@ -511,10 +523,9 @@ async fn write_status(
             } else {
                 EventType::Warning
             };
-            publish(ctx, &scs.object_ref(&()), type_, c.reason, &c.message).await;
+            publish(ctx, reference, type_, c.reason, &c.message).await;
         }
     }
-    Ok(())
 }
 
 fn jiff_now() -> k8s_openapi::jiff::Timestamp {

@@ -338,14 +338,18 @@ async fn main() {
         let user = user.clone();
         requests.push(tokio::spawn(async move {
             let (id, _) = request(&user, logic, shipment).await;
+            let mined = Instant::now();
             drop(permit);
             // Latency counts from the scheduled time, so waiting for a slot is not hidden.
-            (id, scheduled)
+            (id, scheduled, mined)
         }));
     }
     let mut sent = Vec::new();
+    let mut request_mined = Vec::new();
     for r in requests {
-        sent.push(r.await.unwrap());
+        let (id, scheduled, mined) = r.await.unwrap();
+        request_mined.push((id, mined));
+        sent.push((id, scheduled));
     }
     let ids: Vec<B256> = sent.iter().map(|(id, _)| *id).collect();
     let sustained_all = wait_all(&seen, &ids, Duration::from_secs(120)).await;
@@ -359,6 +363,24 @@ async fn main() {
     latencies.sort();
     let p50 = percentile(&latencies, 50.0);
     let p99 = percentile(&latencies, 99.0);
+    // Where the time goes: the user's request until it is mined (the chain and the bench's
+    // own sender), then the oracle from the mined request to the mined fulfilment.
+    let (mut to_mined, mut oracle_side): (Vec<Duration>, Vec<Duration>) = {
+        let seen = seen.lock().await;
+        sent.iter()
+            .zip(&request_mined)
+            .filter_map(|((id, at), (_, mined))| {
+                seen.get(id).map(|done| {
+                    (
+                        mined.duration_since(*at),
+                        done.saturating_duration_since(*mined),
+                    )
+                })
+            })
+            .unzip()
+    };
+    to_mined.sort();
+    oracle_side.sort();
     let sustained_tps = latencies.len() as f64 / phase_time.as_secs_f64();
 
     // ---- 3. burst: with the sidecar stopped, the requests pile up; the restarted sidecar
@@ -476,6 +498,16 @@ async fn main() {
     println!(
         "| latency max | {} | | |",
         ms(latencies.last().copied().unwrap_or_default())
+    );
+    println!(
+        "| of which: request sent → request mined, p50 / p99 | {} / {} | | |",
+        ms(percentile(&to_mined, 50.0)),
+        ms(percentile(&to_mined, 99.0))
+    );
+    println!(
+        "| of which: request mined → fulfilment mined (the oracle), p50 / p99 | {} / {} | | |",
+        ms(percentile(&oracle_side, 50.0)),
+        ms(percentile(&oracle_side, 99.0))
     );
     println!(
         "| burst: {} requests pending at once, all fulfilled (sidecar start → last fulfil) | {} s ({burst_tps:.0}/s) | all, no nonce gaps | {} |",

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{PartialObjectMeta, Patch, PatchParams},
     runtime::{
         Controller,
         controller::{self, Action},
@@ -64,23 +64,26 @@ impl Error {
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client.clone();
-    let (policies, services): (Api<AccessPolicy>, Api<SmartContractService>) =
-        match &ctx.settings.watch_namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
-        };
+    let (policies, services): (
+        Api<AccessPolicy>,
+        Api<PartialObjectMeta<SmartContractService>>,
+    ) = match &ctx.settings.watch_namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
     let controller = Controller::new(policies, watcher::Config::default().any_semantic());
     let store = controller.store();
     controller
         // A registry service that appears, changes or gets its contracts
-        // deployed changes what its policies can report.
+        // deployed changes what its policies can report. Only its name is
+        // needed to find them: a metadata-only watch.
         .watches(
             services,
             Default::default(),
-            move |scs: SmartContractService| {
+            move |scs: PartialObjectMeta<SmartContractService>| {
                 let namespace = scs.namespace().unwrap_or_default();
                 store
                     .state()

@@ -24,7 +24,7 @@ use futures::StreamExt;
 use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{PartialObjectMeta, Patch, PatchParams},
     runtime::{
         Controller,
         controller::{self, Action},
@@ -53,7 +53,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let (streams, deployments, services): (
         Api<DataStream>,
         Api<Deployment>,
-        Api<SmartContractService>,
+        Api<PartialObjectMeta<SmartContractService>>,
     ) = match &ctx.settings.watch_namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -73,11 +73,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             deployments,
             watcher::Config::default().labels("app.kubernetes.io/component=stream-publisher"),
         )
-        // The seller service's signer and chain are the publisher's.
+        // The seller service's signer and chain are the publisher's (its name
+        // finds the streams: a metadata-only watch).
         .watches(
             services,
             Default::default(),
-            move |scs: SmartContractService| {
+            move |scs: PartialObjectMeta<SmartContractService>| {
                 let namespace = scs.namespace().unwrap_or_default();
                 store
                     .state()

@@ -1,10 +1,13 @@
 //! The data marketplace end to end: a DataStream on the local control plane →
 //! the operator's publisher pod (its sidecar in stream mode, run by the pod
 //! runner) polls a simulated sensor, anchors batch roots on anvil → a buyer
-//! pays, fetches and verifies every message against the on-chain roots → the
-//! operator reports the stream, its anchored batches, subscribers and revenue.
+//! pays, fetches and verifies every message against the on-chain roots (a
+//! tampered one is caught) → the operator reports the stream, its anchored
+//! batches, subscribers and revenue → the access expires (403 Expired, no
+//! active subscriber in status) → the buyer rates the seller.
 
 use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder};
 use kontrakt_e2e::{
     TestNamespace, cluster,
     contract_services::{create_secret, service, start_controller, wait_for},
@@ -15,7 +18,10 @@ use kontrakt_sidecar::{
     chain::Chain,
     config::ChainConfig,
     devchain::{Anvil, DEV_KEYS},
-    stream::buyer::Buyer,
+    stream::{
+        buyer::{Buyer, BuyerError},
+        server::StreamDenied,
+    },
 };
 use kube::{Api, api::PostParams};
 use serde_json::json;
@@ -153,5 +159,60 @@ async fn a_stream_is_published_anchored_bought_and_verified() {
     })
     .await;
     assert!(status.anchored_batches.unwrap_or(0) >= 1);
+
+    // A tampered message is caught by the client against the on-chain root.
+    let mut page = buyer.fetch(&publisher, stream_id, 0).await.expect("fetch");
+    let mut forged = page.messages[0].data.to_vec();
+    forged[0] ^= 0x01;
+    page.messages[0].data = forged.into();
+    match buyer.verify(&page).await {
+        Err(BuyerError::Tampered { index: 0, .. }) => {}
+        other => panic!("a tampered message must be caught, got {other:?}"),
+    }
+
+    // The paid minute ends: access refused with the reason; both sides may now rate.
+    let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
+    provider
+        .raw_request::<_, serde_json::Value>("evm_increaseTime".into(), (SECONDS + 5,))
+        .await
+        .expect("evm_increaseTime");
+    provider
+        .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+        .await
+        .expect("evm_mine");
+    match buyer.fetch(&publisher, stream_id, 0).await {
+        Err(BuyerError::Refused {
+            status: 403,
+            denied: StreamDenied::Expired { .. },
+            ..
+        }) => {}
+        other => panic!("an expired subscription must get 403 Expired, got {other:?}"),
+    }
+    let seller: alloy::signers::local::PrivateKeySigner = DEV_KEYS[0].parse().unwrap();
+    buyer
+        .rate(stream_id, seller.address(), 5)
+        .await
+        .expect("the buyer rates the seller once the subscription ended");
+    let (sum, count) = {
+        let r = DataMarketRatings::new(market, &provider)
+            .ratingOf(seller.address())
+            .call()
+            .await
+            .expect("ratingOf");
+        (r.sum, r.count)
+    };
+    assert_eq!((sum, count), (U256::from(5), U256::from(1)));
+    wait_for("no active subscriber after expiry", LIMIT, || async {
+        let s = streams.get("pump-telemetry").await.ok()?.status?;
+        (s.active_subscribers == Some(0)).then_some(())
+    })
+    .await;
     drop(runner);
+}
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface DataMarketRatings {
+        function ratingOf(address account) external view returns (uint256 sum, uint256 count);
+    }
 }

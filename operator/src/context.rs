@@ -3,7 +3,7 @@
 use crate::metrics::Metrics;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use kube::{
-    Client,
+    Api, Client, Resource,
     runtime::events::{Recorder, Reporter},
 };
 use std::sync::Arc;
@@ -132,7 +132,26 @@ impl Backoff {
     }
 }
 
+/// An `Api` for `K` in `namespace`, or in all namespaces.
+pub fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 impl Context {
+    /// An `Api` for `K` in the namespace the operator watches (`--watch-namespace`), or all.
+    pub fn watched_api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        scoped_api(&self.client, self.settings.watch_namespace.as_deref())
+    }
+
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Arc<Self> {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),

@@ -63,17 +63,8 @@ impl Error {
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    let (policies, services): (
-        Api<AccessPolicy>,
-        Api<PartialObjectMeta<SmartContractService>>,
-    ) = match &ctx.settings.watch_namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
+    let policies: Api<AccessPolicy> = ctx.watched_api();
+    let services: Api<PartialObjectMeta<SmartContractService>> = ctx.watched_api();
     let controller = Controller::new(policies, watcher::Config::default().any_semantic());
     let store = controller.store();
     controller

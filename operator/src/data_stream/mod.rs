@@ -49,23 +49,9 @@ pub enum Error {
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    let (streams, deployments, services): (
-        Api<DataStream>,
-        Api<Deployment>,
-        Api<PartialObjectMeta<SmartContractService>>,
-    ) = match &ctx.settings.watch_namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client),
-        ),
-    };
+    let streams: Api<DataStream> = ctx.watched_api();
+    let deployments: Api<Deployment> = ctx.watched_api();
+    let services: Api<PartialObjectMeta<SmartContractService>> = ctx.watched_api();
     let controller = Controller::new(streams, watcher::Config::default().any_semantic());
     let store = controller.store();
     controller

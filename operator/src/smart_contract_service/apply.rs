@@ -6,7 +6,7 @@
 //! operator's watch caches ([`Owned`]), or with a metadata GET without them.
 
 use super::build::Children;
-use crate::context::FIELD_MANAGER;
+use crate::context::{FIELD_MANAGER, scoped_api};
 use futures::{Stream, StreamExt, future::BoxFuture};
 use k8s_openapi::{
     NamespaceResourceScope,
@@ -69,7 +69,7 @@ impl Owned {
             let (store, writer) = reflector::store();
             // An Api of PartialObjectMeta watches metadata only.
             let feed = watcher(
-                api::<PartialObjectMeta<K>>(client, namespace),
+                scoped_api::<PartialObjectMeta<K>>(client, namespace),
                 config.clone(),
             )
             .default_backoff()
@@ -82,17 +82,18 @@ impl Owned {
         let (services, c) = meta::<Service>(client, namespace, config);
         let (network_policies, d) = meta::<NetworkPolicy>(client, namespace, config);
         let (deployments, writer) = reflector::store();
-        let deployment_events = watcher(api::<Deployment>(client, namespace), config.clone())
-            .default_backoff()
-            // Only the status and the applied hash are read from the cache.
-            .modify(|d: &mut Deployment| {
-                slim(d);
-                if let Some(spec) = d.spec.as_mut() {
-                    spec.template = Default::default();
-                }
-            })
-            .reflect(writer)
-            .filter_map(availability_changes());
+        let deployment_events =
+            watcher(scoped_api::<Deployment>(client, namespace), config.clone())
+                .default_backoff()
+                // Only the status and the applied hash are read from the cache.
+                .modify(|d: &mut Deployment| {
+                    slim(d);
+                    if let Some(spec) = d.spec.as_mut() {
+                        spec.template = Default::default();
+                    }
+                })
+                .reflect(writer)
+                .filter_map(availability_changes());
         let feeds = Box::pin(async move {
             futures::join!(a, b, c, d);
         });
@@ -177,16 +178,6 @@ fn availability_changes() -> impl FnMut(
 /// size (the managed fields): a thousand services' caches stay small.
 pub fn slim<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
-}
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// Annotation holding the hash of the object as last applied by the operator.

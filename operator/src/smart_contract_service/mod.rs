@@ -11,7 +11,7 @@ pub mod validate;
 
 use crate::{
     api::{AccessPolicy, SmartContractService, SmartContractServiceStatus},
-    context::{Context, FIELD_MANAGER},
+    context::{Context, FIELD_MANAGER, scoped_api},
 };
 use error::{Error, Invalid};
 use futures::StreamExt;
@@ -62,17 +62,20 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 
     // DeserializeGuard: one malformed object is reported, not a stalled watch.
     let (services, writer) = reflector::store();
-    let service_events = watcher(api(&client, ns), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(apply::slim)
-        .reflect(writer)
-        .applied_objects()
-        // Status-only changes (our own status writes) need no pass.
-        .predicate_filter(pass_due, Default::default());
+    let service_events = watcher(
+        scoped_api(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(apply::slim)
+    .reflect(writer)
+    .applied_objects()
+    // Status-only changes (our own status writes) need no pass.
+    .predicate_filter(pass_due, Default::default());
     // A policy's participants go into its registry service's sidecar config;
     // its registry's address into the config of every service referencing it.
     let (policies, writer) = reflector::store();
-    let policy_events = watcher(api::<AccessPolicy>(&client, ns), Default::default())
+    let policy_events = watcher(scoped_api::<AccessPolicy>(&client, ns), Default::default())
         .default_backoff()
         .modify(apply::slim)
         .reflect(writer)
@@ -124,17 +127,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         })
         .await;
     feeds.abort();
-}
-
-/// An `Api` for `K` in the watched namespace, or all namespaces.
-fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// What makes a pass due: the spec (generation), the annotations

@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod context;
 pub mod data_stream;
+pub mod finalizers;
 pub mod http;
 pub mod leader;
 pub mod metrics;

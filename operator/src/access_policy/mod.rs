@@ -13,6 +13,7 @@ use crate::smart_contract_service::status::Computed;
 use crate::{
     api::{AccessPolicy, AccessPolicyStatus, SmartContractService},
     context::{Context, FIELD_MANAGER},
+    finalizers,
     smart_contract_service::{publish, publish_transitions, read_secret_key},
 };
 use alloy::primitives::Address;
@@ -119,7 +120,9 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     if !deleting && !has_finalizer {
-        patch_finalizers(&api, &policy, true).await?;
+        finalizers::add(&api, &*policy, FINALIZER)
+            .await
+            .map_err(Error::Finalizer)?;
     }
 
     let observation = observe(&policy, &ctx).await?;
@@ -144,7 +147,9 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
                 &note,
             )
             .await;
-            patch_finalizers(&api, &policy, false).await?;
+            finalizers::remove(&api, &*policy, FINALIZER)
+                .await
+                .map_err(Error::Finalizer)?;
             return Ok(Action::await_change());
         }
         return Ok(Action::requeue(ctx.progress.next(&key(&policy))));
@@ -212,41 +217,6 @@ async fn observe(policy: &AccessPolicy, ctx: &Context) -> Result<Observation, Er
     };
     let address = kontrakt_sidecar::addresses::registry_address(&namespace, registry_name, admin);
     Ok(status::read_registry(ctx, &rpc_url, address, admin).await)
-}
-
-async fn patch_finalizers(
-    api: &Api<AccessPolicy>,
-    policy: &AccessPolicy,
-    add: bool,
-) -> Result<(), Error> {
-    let current = policy.finalizers().to_vec();
-    let wanted: Vec<String> = if add {
-        current
-            .iter()
-            .cloned()
-            .chain([FINALIZER.to_owned()])
-            .collect()
-    } else {
-        current
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect()
-    };
-    // `test` first: a concurrent change of the list fails this patch instead of being lost.
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        { "op": "test", "path": "/metadata/finalizers", "value": policy.metadata.finalizers },
-        { "op": "replace", "path": "/metadata/finalizers", "value": wanted },
-    ]))
-    .map_err(|e| Error::Finalizer(e.to_string()))?;
-    api.patch::<AccessPolicy>(
-        &policy.name_any(),
-        &PatchParams::default(),
-        &Patch::Json(patch),
-    )
-    .await
-    .map_err(|e| Error::Finalizer(e.to_string()))?;
-    Ok(())
 }
 
 /// Writes the status when it changed; one Event per condition that changed.

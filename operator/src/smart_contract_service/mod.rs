@@ -4,7 +4,6 @@
 pub mod apply;
 pub mod build;
 pub mod error;
-mod finalizers;
 pub mod retire;
 pub mod status;
 pub mod validate;
@@ -12,6 +11,7 @@ pub mod validate;
 use crate::{
     api::{AccessPolicy, SmartContractService, SmartContractServiceStatus},
     context::{Context, FIELD_MANAGER, scoped_api},
+    finalizers,
 };
 use error::{Error, Invalid};
 use futures::StreamExt;
@@ -203,7 +203,9 @@ async fn reconcile(
             return Ok(Action::await_change());
         }
         let action = retire::cleanup(scs, ctx).await?;
-        finalizers::remove(&api, scs, FINALIZER).await?;
+        finalizers::remove(&api, scs, FINALIZER)
+            .await
+            .map_err(Error::Finalizer)?;
         return Ok(action);
     }
     // The finalizer goes on in the same pass as the first apply, concurrently
@@ -213,7 +215,9 @@ async fn reconcile(
         if scs.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(());
         }
-        finalizers::add(&api, scs, FINALIZER).await
+        finalizers::add(&api, scs, FINALIZER)
+            .await
+            .map_err(Error::Finalizer)
     };
     let (added, action) = tokio::join!(
         add_finalizer,

@@ -2,21 +2,24 @@
 //! operation, so a concurrent change of the list fails the patch (and the pass
 //! is retried) instead of being overwritten.
 
-use super::error::Error;
-use crate::api::SmartContractService;
 use kube::{
-    Api, ResourceExt,
+    Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
 };
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
+use std::fmt::Debug;
+
+/// A kind whose finalizers these functions patch.
+pub trait Finalized:
+    Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug
+{
+}
+impl<K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug> Finalized for K {}
 
 /// Adds `finalizer` to the object's list.
-pub async fn add(
-    api: &Api<SmartContractService>,
-    obj: &SmartContractService,
-    finalizer: &str,
-) -> Result<(), Error> {
-    let patch = match &obj.metadata.finalizers {
+pub async fn add<K: Finalized>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<(), String> {
+    let patch = match &obj.meta().finalizers {
         None => json!([
             { "op": "test", "path": "/metadata/finalizers", "value": null },
             { "op": "add", "path": "/metadata/finalizers", "value": [finalizer] },
@@ -30,11 +33,7 @@ pub async fn add(
 }
 
 /// Removes `finalizer` from the object's list (nothing to do when absent).
-pub async fn remove(
-    api: &Api<SmartContractService>,
-    obj: &SmartContractService,
-    finalizer: &str,
-) -> Result<(), Error> {
+pub async fn remove<K: Finalized>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<(), String> {
     let Some(index) = obj.finalizers().iter().position(|f| f == finalizer) else {
         return Ok(());
     };
@@ -46,19 +45,15 @@ pub async fn remove(
     send(api, obj, patch).await
 }
 
-async fn send(
-    api: &Api<SmartContractService>,
-    obj: &SmartContractService,
-    patch: serde_json::Value,
-) -> Result<(), Error> {
-    let patch: json_patch::Patch = serde_json::from_value(patch)
-        .map_err(|e| Error::Finalizer(format!("building the finalizer patch: {e}")))?;
-    api.patch::<SmartContractService>(
+async fn send<K: Finalized>(api: &Api<K>, obj: &K, patch: serde_json::Value) -> Result<(), String> {
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| format!("building the finalizer patch: {e}"))?;
+    api.patch::<K>(
         &obj.name_any(),
         &PatchParams::default(),
         &Patch::Json(patch),
     )
     .await
-    .map_err(|e| Error::Finalizer(e.to_string()))?;
+    .map_err(|e| e.to_string())?;
     Ok(())
 }

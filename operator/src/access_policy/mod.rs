@@ -14,9 +14,10 @@ use crate::{
     api::{AccessPolicy, AccessPolicyStatus, SmartContractService},
     context::{Context, FIELD_MANAGER},
     finalizers,
-    smart_contract_service::{publish, publish_transitions, read_secret_key},
+    smart_contract_service::{
+        publish, publish_transitions, registry_admin, validate::PolicyLookup,
+    },
 };
-use alloy::primitives::Address;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
@@ -196,21 +197,12 @@ async fn others(ctx: &Context, policy: &AccessPolicy) -> Result<Vec<AccessPolicy
 async fn observe(policy: &AccessPolicy, ctx: &Context) -> Result<Observation, Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let registry_name = &policy.spec.registry.name;
-    let Some(registry) = Api::<SmartContractService>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(registry_name)
-        .await?
-    else {
-        return Ok(Observation::RegistryServiceNotFound);
-    };
-    let key_ref = &registry.spec.signer.secret_key_ref;
-    let admin: Option<Address> =
-        read_secret_key(&ctx.client, &namespace, &key_ref.name, &key_ref.key)
-            .await?
-            .and_then(|k| String::from_utf8(k).ok())
-            .and_then(|k| kontrakt_sidecar::key::parse_signer(&k))
-            .map(|s| s.address());
-    let Some(admin) = admin else {
-        return Ok(Observation::RegistrySignerNotFound);
+    let (registry, admin) = match registry_admin(ctx, None, &namespace, registry_name).await? {
+        Ok(found) => found,
+        Err(PolicyLookup::RegistrySignerNotFound { .. }) => {
+            return Ok(Observation::RegistrySignerNotFound);
+        }
+        Err(_) => return Ok(Observation::RegistryServiceNotFound),
     };
     let Some(rpc_url) = registry.spec.chain.rpc_url.clone() else {
         return Ok(Observation::RpcUrlSecretNotSupported);

@@ -199,7 +199,7 @@ async fn registry_of(
     let registry = &policy.spec.registry.name;
     Ok(
         match registry_admin(ctx, None, namespace, registry).await? {
-            Ok(admin) => Ok(Some(kontrakt_sidecar::addresses::registry_address(
+            Ok((_, admin)) => Ok(Some(kontrakt_sidecar::addresses::registry_address(
                 namespace, registry, admin,
             ))),
             Err(PolicyLookup::RegistrySignerNotFound { registry }) => Err(Invalid::new(

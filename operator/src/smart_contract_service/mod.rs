@@ -277,7 +277,7 @@ async fn reconcile_service(
                     }
                 } else {
                     match registry_admin(ctx, caches, &namespace, &registry).await? {
-                        Ok(admin) => PolicyLookup::Found {
+                        Ok((_, admin)) => PolicyLookup::Found {
                             policy,
                             registry_admin: Some(admin),
                         },
@@ -384,13 +384,17 @@ async fn policies_in(
     })
 }
 
-/// The admin (signer address) of the registry service `name`, or why it cannot be known.
+/// The registry service `name` and its admin (its signer's address), or why
+/// they cannot be known.
 pub(crate) async fn registry_admin(
     ctx: &Context,
     caches: Option<&Caches>,
     namespace: &str,
     name: &str,
-) -> Result<Result<alloy::primitives::Address, PolicyLookup<'static>>, kube::Error> {
+) -> Result<
+    Result<(SmartContractService, alloy::primitives::Address), PolicyLookup<'static>>,
+    kube::Error,
+> {
     let registry = match caches {
         Some(c) => c
             .services
@@ -409,13 +413,16 @@ pub(crate) async fn registry_admin(
     };
     let key_ref = &registry.spec.signer.secret_key_ref;
     let key = read_secret_key(&ctx.client, namespace, &key_ref.name, &key_ref.key).await?;
-    Ok(key
+    let admin = key
         .and_then(|k| String::from_utf8(k).ok())
         .and_then(|k| kontrakt_sidecar::key::parse_signer(&k))
-        .map(|signer| signer.address())
-        .ok_or(PolicyLookup::RegistrySignerNotFound {
+        .map(|signer| signer.address());
+    Ok(match admin {
+        Some(admin) => Ok((registry, admin)),
+        None => Err(PolicyLookup::RegistrySignerNotFound {
             registry: name.into(),
-        }))
+        }),
+    })
 }
 
 async fn report_invalid(

@@ -39,8 +39,9 @@ const COLD_CHECK_TARGET: u64 = 2_600;
 /// EIP-2930 intrinsic gas of one access-list address and one storage key.
 const ACCESS_LIST_ADDRESS: u64 = 2_400;
 const ACCESS_LIST_SLOT: u64 = 1_900;
-/// Storage slot of `EnrollmentRegistry._members` (after TwoStepAdmin's `_pendingAdmin`, `_admin`).
-const MEMBERS_SLOT: u64 = 2;
+/// Storage slot of `EnrollmentRegistry._members` (after TwoStepAdmin's `_pendingAdmin`, `_admin`
+/// and OracleRequests' `_oracleStats`, `_oracleRequests`).
+const MEMBERS_SLOT: u64 = 4;
 
 alloy::sol! {
     #[sol(rpc)]
@@ -186,6 +187,29 @@ async fn main() {
         .await
         .unwrap()
         .gas_used;
+    // The same with oracle approval on: the request also goes to the identity endpoint.
+    admin
+        .send(
+            "setOracleApproval",
+            registry
+                .setOracleApproval("IdentityCheck".into(), 3_600)
+                .into_transaction_request(),
+            &[&abi],
+        )
+        .await
+        .unwrap();
+    let verified_joiner = connect(&anvil, DEV_KEYS[1]).await;
+    let oracle_join_gas = verified_joiner
+        .send(
+            "requestJoin",
+            EnrollmentRegistry::new(peer.registry(), verified_joiner.provider())
+                .requestJoin(Role::Subscriber.number())
+                .into_transaction_request(),
+            &[&abi],
+        )
+        .await
+        .unwrap()
+        .gas_used;
 
     let n = PARTICIPANTS as f64;
     let batched_per = batched.gas_used as f64 / n;
@@ -215,6 +239,9 @@ async fn main() {
         noop.as_secs_f64() * 1000.0
     );
     println!("| `requestJoin` (a new join request) | {join_gas} | |");
+    println!(
+        "| `requestJoin` with oracle approval (+ the verification request) | {oracle_join_gas} | |"
+    );
 
     // ---- the check inside a call
     let node = connect(&anvil, DEV_KEYS[1]).await;

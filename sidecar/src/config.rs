@@ -28,6 +28,9 @@
 //!       role: Node                         # Validator | Node | Publisher | Subscriber | Oracle
 //!       state: Enrolled                    # Enrolled | Pending | Suspended
 //!       expiresAt: 1790000000              # optional unix seconds (absent/0: never)
+//!   approval:                              # optional: join requests verified by the oracle
+//!     endpoint: IdentityCheck              # one of oracle.endpoints (its answer: a bool)
+//!     windowSeconds: 3600                  # optional, this is the default
 //! access:                                  # API requests must be signed by an enrolled account
 //!   rules:
 //!     - operation: events                  # read | events | call
@@ -46,6 +49,9 @@
 //!       headers:                           # values from mounted Secret files, never inline
 //!         - name: Authorization
 //!           valueFile: /var/run/kontrakt/oracle-headers/ShipmentCost/Authorization
+//!     - name: IdentityCheck
+//!       url: http://identity.iam.svc/verify  # ?account=0x…(lowercase)&role=Node
+//!       resultPath: $.verified
 //!   maxResponseBytes: 65536                # optional, this is the default
 //! ```
 //!
@@ -341,9 +347,35 @@ fn default_timeout() -> u64 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrollmentConfig {
     /// One entry per account (unique addresses); accounts not listed are revoked, except
-    /// pending join requests, which stay pending.
+    /// pending join requests, which stay pending, and (with `approval`) the accounts the
+    /// oracle enrolled.
     #[serde(default)]
     pub participants: Vec<Participant>,
+    /// Join requests verified through the oracle; absent: only the listing (the admin)
+    /// approves them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<OracleApproval>,
+}
+
+/// Approval of join requests through the oracle: the registry sends every join request to
+/// the identity-verification endpoint `endpoint` (params `account`, the address as lowercase
+/// 0x-hex, and `role`, e.g. `Publisher`); the JSON value at the endpoint's `resultPath` must be
+/// a bool (`true`: enroll in the requested role, `false`: reject the request). This sidecar's
+/// oracle loop answers them, signing with the signer key: the registry's admin, which counts as
+/// an enrolled oracle there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OracleApproval {
+    /// The name of one of `oracle.endpoints` (never a URL).
+    pub endpoint: String,
+    /// How long the oracle has to answer a join request; after it the request expires and the
+    /// account stays pending (the listing can still approve it, or it may ask again).
+    #[serde(default = "default_approval_window")]
+    pub window_seconds: u32,
+}
+
+fn default_approval_window() -> u32 {
+    3_600
 }
 
 /// One account of the desired membership.
@@ -487,9 +519,34 @@ impl SidecarConfig {
     }
 
     /// Participants: unique non-zero addresses (compared as addresses, so case-insensitively);
-    /// access rules: each names a role, and need a registry to check against.
+    /// approval: names a configured oracle endpoint, with a window; access rules: each names a
+    /// role, and need a registry to check against.
     fn validate_enrollment(&self) -> Result<(), ConfigError> {
         if let Some(enrollment) = &self.enrollment {
+            if let Some(approval) = &enrollment.approval {
+                if !self
+                    .oracle
+                    .endpoints
+                    .iter()
+                    .any(|e| e.name == approval.endpoint)
+                {
+                    let known: Vec<&str> = self
+                        .oracle
+                        .endpoints
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect();
+                    return Err(ConfigError::Invalid(format!(
+                        "enrollment.approval.endpoint {:?} is not one of oracle.endpoints {known:?}: the oracle fetches only named endpoints",
+                        approval.endpoint
+                    )));
+                }
+                if approval.window_seconds == 0 {
+                    return Err(ConfigError::Invalid(
+                        "enrollment.approval.windowSeconds must be >= 1".into(),
+                    ));
+                }
+            }
             let mut seen = std::collections::HashSet::new();
             for p in &enrollment.participants {
                 if p.address == Address::ZERO {
@@ -689,6 +746,45 @@ access:
             .unwrap_err()
             .to_string();
         assert!(err.contains("access needs registry"), "{err}");
+    }
+
+    #[test]
+    fn oracle_approval_must_name_a_configured_endpoint() {
+        let yaml = ENROLLMENT.replace(
+            "      role: Subscriber\n",
+            "      role: Subscriber\n  approval:\n    endpoint: cost\n",
+        );
+        let c = with_enrollment(&yaml);
+        c.validate().unwrap();
+        let approval = c.enrollment.as_ref().unwrap().approval.clone().unwrap();
+        assert_eq!(approval.endpoint, "cost");
+        assert_eq!(approval.window_seconds, 3_600, "the default window");
+        let again: SidecarConfig = serde_yaml::from_str(&c.to_yaml()).unwrap();
+        assert_eq!(c, again);
+
+        let err = with_enrollment(&yaml.replace("endpoint: cost", "endpoint: Identity"))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"Identity\" is not one of oracle.endpoints [\"cost\"]"),
+            "{err}"
+        );
+        let err = with_enrollment(
+            &yaml.replace("endpoint: cost", "endpoint: cost\n    windowSeconds: 0"),
+        )
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("windowSeconds"), "{err}");
+        // Without approval nothing changes (manual approval).
+        assert!(
+            with_enrollment(ENROLLMENT)
+                .enrollment
+                .unwrap()
+                .approval
+                .is_none()
+        );
     }
 
     #[test]

@@ -10,10 +10,18 @@
 //! the chain, and the operator reads the chain back (read-only) for AccessPolicy status.
 //!
 //! A pass: deploy-if-absent the registry at [`registry_address`](crate::addresses::registry_address),
-//! read every member record with the paged `members` view, [`plan`] the difference (pure), send
-//! it in batches (`enrollMany`, `suspendMany`, `revokeMany`), read back. No transaction when the
-//! chain already matches. Passes repeat every [`RESYNC_INTERVAL`], so a pass that failed midway
-//! (a reverted batch, an unreachable node) is finished by a later one.
+//! set its oracle approval to the config's `enrollment.approval` (`setOracleApproval`), read
+//! every member record with the paged `members` view (and `enrolledByOracle`), [`plan`] the
+//! difference (pure), send it in batches (`enrollMany`, `suspendMany`, `revokeMany`), read
+//! back. No transaction when the chain already matches. Passes repeat every
+//! [`RESYNC_INTERVAL`], so a pass that failed midway (a reverted batch, an unreachable node) is
+//! finished by a later one.
+//!
+//! With oracle approval on, the registry sends each join request to the identity endpoint and
+//! the oracle loop of this sidecar ([`crate::oracle`], following the registry too) answers it:
+//! a verified account is enrolled by the oracle, unlisted. Such accounts are members by the
+//! policy's approval rule, so [`plan`] leaves them enrolled while approval is on (a listing
+//! still governs them); once approval is off, unlisted ones are revoked like any other.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +36,7 @@ use tokio::sync::{RwLock, watch};
 use crate::addresses::{Create2, registry_deployment};
 use crate::artifact::Artifact;
 use crate::chain::{Chain, ChainError};
-use crate::config::{Participant, ParticipantState, Role};
+use crate::config::{OracleApproval, Participant, ParticipantState, Role};
 use crate::factory::{DETERMINISTIC_DEPLOYER, FactoryError, ensure_factory};
 
 /// Typed binding of the registry (its own module: the ABI's `Status` and `MemberRecord`).
@@ -91,6 +99,8 @@ pub enum MemberStatus {
     Enrolled,
     Suspended,
     Revoked,
+    /// The oracle did not verify its join request; it may request again.
+    Rejected,
 }
 
 impl MemberStatus {
@@ -100,6 +110,7 @@ impl MemberStatus {
             2 => Self::Enrolled,
             3 => Self::Suspended,
             4 => Self::Revoked,
+            5 => Self::Rejected,
             _ => Self::None,
         }
     }
@@ -115,6 +126,8 @@ pub struct MemberRecord {
     pub role: Role,
     /// 0: never.
     pub expires_at: u64,
+    /// Enrolled (or suspended) through the oracle's approval, not by the admin.
+    pub via_oracle: bool,
 }
 
 impl MemberRecord {
@@ -124,6 +137,7 @@ impl MemberRecord {
             status: MemberStatus::None,
             role: Role::Validator,
             expires_at: 0,
+            via_oracle: false,
         }
     }
 }
@@ -173,6 +187,8 @@ pub struct Plan {
     pub revoke: Vec<Address>,
     /// Join requests of accounts that are not listed: they stay pending.
     pub pending_requests: Vec<Address>,
+    /// Unlisted accounts the oracle enrolled: they stay while oracle approval is on.
+    pub oracle_enrolled: Vec<Address>,
 }
 
 impl Plan {
@@ -191,17 +207,25 @@ impl Plan {
 ///
 /// `records` are all records the registry lists (accounts without one have status `None`);
 /// `admin` is never suspended or revoked; `now` is the chain's time (unix seconds), for
-/// expiries. Per listed account:
+/// expiries; `oracle_approval`: the config turns oracle approval of join requests on. Per
+/// listed account (whoever enrolled it):
 /// - `Enrolled`: in sync when enrolled with the same role and expiry (an expiry that has passed
 ///   since is what was asked for); otherwise `enroll`;
 /// - `Suspended`: in sync when suspended with the same role and expiry; an enrolled one with
 ///   them is suspended; anything else is enrolled, then suspended;
-/// - `Pending`: the account's own join request is awaited or stays pending; an enrolled or
-///   suspended account is revoked.
+/// - `Pending`: the account's own join request is awaited or stays pending (or rejected); an
+///   enrolled or suspended account is revoked.
 ///
-/// Unlisted accounts that are enrolled or suspended are revoked; unlisted pending requests
-/// stay pending (listed in `pending_requests`).
-pub fn plan(desired: &[Participant], records: &[MemberRecord], admin: Address, now: u64) -> Plan {
+/// Unlisted accounts that are enrolled or suspended are revoked, except, while oracle approval
+/// is on, enrolled ones the oracle approved (listed in `oracle_enrolled`); unlisted pending
+/// requests stay pending (listed in `pending_requests`), rejected ones stay rejected.
+pub fn plan(
+    desired: &[Participant],
+    records: &[MemberRecord],
+    admin: Address,
+    now: u64,
+    oracle_approval: bool,
+) -> Plan {
     use std::collections::{BTreeMap, HashSet};
     let on_chain: BTreeMap<Address, MemberRecord> =
         records.iter().map(|r| (r.address, *r)).collect();
@@ -228,7 +252,10 @@ pub fn plan(desired: &[Participant], records: &[MemberRecord], admin: Address, n
                 _ => Action::EnrollThenSuspend,
             },
             ParticipantState::Pending => match current.status {
-                MemberStatus::None | MemberStatus::Pending | MemberStatus::Revoked => continue,
+                MemberStatus::None
+                | MemberStatus::Pending
+                | MemberStatus::Revoked
+                | MemberStatus::Rejected => continue,
                 MemberStatus::Enrolled | MemberStatus::Suspended => Action::Revoke,
             },
         };
@@ -273,6 +300,11 @@ pub fn plan(desired: &[Participant], records: &[MemberRecord], admin: Address, n
     for r in on_chain.values().filter(|r| !listed.contains(&r.address)) {
         match r.status {
             MemberStatus::Pending => plan.pending_requests.push(r.address),
+            // Approved by the policy's own rule; a suspension came from a listing, so an
+            // unlisted suspended account is revoked below like any other.
+            MemberStatus::Enrolled if oracle_approval && r.via_oracle => {
+                plan.oracle_enrolled.push(r.address)
+            }
             // Never the admin: it controls the list (the registry refuses it anyway).
             MemberStatus::Enrolled | MemberStatus::Suspended if r.address != admin => {
                 plan.revoke.push(r.address);
@@ -301,13 +333,23 @@ pub struct EnrollmentStatus {
     pub in_sync: bool,
     /// Accounts not in sync after the last pass (what the next pass will send, or why not).
     pub differences: Vec<Difference>,
-    /// Unlisted join requests (they stay pending until a policy lists them).
+    /// Unlisted join requests (they stay pending until a policy lists them, or the oracle
+    /// approves them).
     pub pending_requests: Vec<Address>,
+    /// Unlisted accounts the oracle enrolled (kept while oracle approval is on).
+    pub oracle_enrolled: Vec<Address>,
     /// Records on chain per status, after the last pass.
     pub enrolled: usize,
     pub pending: usize,
     pub suspended: usize,
     pub revoked: usize,
+    pub rejected: usize,
+    /// The registry's oracle approval, after the last pass (`None`: off, the admin approves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oracle_approval: Option<OracleApproval>,
+    /// The registry's oracle counters (`oracleStats()`: join verification requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oracle_requests: Option<crate::oracle::OracleStats>,
     /// Passes run, and transactions sent by them, since the sidecar started.
     pub passes: u64,
     pub transactions: u64,
@@ -334,6 +376,8 @@ pub struct EnrollmentReconciler {
     chain: Chain,
     deployment: Create2,
     participants: Vec<Participant>,
+    /// `None`: the registry's oracle approval is turned off.
+    approval: Option<OracleApproval>,
     abi: alloy::json_abi::JsonAbi,
     /// Accounts per batch transaction.
     pub max_batch: usize,
@@ -353,10 +397,18 @@ impl EnrollmentReconciler {
             chain,
             deployment,
             participants,
+            approval: None,
             abi: registry_artifact().abi,
             max_batch: MAX_BATCH,
             status: Arc::new(RwLock::new(status)),
         }
+    }
+
+    /// Join requests verified through the oracle (`enrollment.approval`); `None` turns the
+    /// registry's oracle approval off.
+    pub fn with_approval(mut self, approval: Option<OracleApproval>) -> Self {
+        self.approval = approval;
+        self
     }
 
     /// The registry's address.
@@ -418,10 +470,14 @@ impl EnrollmentReconciler {
             registry_created: self.ensure_registry().await.map_err(|e| (e, 0))?,
             ..Default::default()
         };
-        let before = self.observe().await.map_err(|e| (e, 0))?;
+        self.ensure_approval(&mut report)
+            .await
+            .map_err(|e| (e, report.transactions))?;
+        let sent_before = report.transactions;
+        let before = self.observe().await.map_err(|e| (e, report.transactions))?;
         let sent = self.send(&before, &mut report).await;
         let after = match &sent {
-            Ok(()) if !before.has_transactions() => before,
+            Ok(()) if report.transactions == sent_before => before,
             // Read back also after a failure: the status then names what is still not in sync.
             _ => self.observe().await.map_err(|e| (e, report.transactions))?,
         };
@@ -451,18 +507,60 @@ impl EnrollmentReconciler {
         }
         let records = read_members(self.chain.provider(), registry).await?;
         let now = chain_time(&self.chain).await?;
-        let plan = plan(&self.participants, &records, admin, now);
+        let approval = read_approval(self.chain.provider(), registry).await?;
+        let oracle_requests = crate::oracle::OracleStats::read(&self.chain, registry, None)
+            .await
+            .map_err(|e| EnrollmentError::Read {
+                registry,
+                what: "oracleStats()",
+                reason: e.to_string(),
+            })?;
+        let plan = plan(
+            &self.participants,
+            &records,
+            admin,
+            now,
+            self.approval.is_some(),
+        );
         let mut status = self.status.write().await;
         status.deployed = true;
         status.in_sync = plan.in_sync();
         status.differences = plan.differences.clone();
         status.pending_requests = plan.pending_requests.clone();
+        status.oracle_enrolled = plan.oracle_enrolled.clone();
         let count = |s| records.iter().filter(|r| r.status == s).count();
         status.enrolled = count(MemberStatus::Enrolled);
         status.pending = count(MemberStatus::Pending);
         status.suspended = count(MemberStatus::Suspended);
         status.revoked = count(MemberStatus::Revoked);
+        status.rejected = count(MemberStatus::Rejected);
+        status.oracle_approval = approval;
+        status.oracle_requests = Some(oracle_requests);
         Ok(plan)
+    }
+
+    /// Sets the registry's oracle approval to the config's, with one transaction only when
+    /// it differs.
+    async fn ensure_approval(&self, report: &mut PassReport) -> Result<(), EnrollmentError> {
+        let registry = self.registry();
+        let on_chain = read_approval(self.chain.provider(), registry).await?;
+        if on_chain == self.approval {
+            return Ok(());
+        }
+        let (endpoint, window) = self.approval.as_ref().map_or((String::new(), 0), |a| {
+            (a.endpoint.clone(), a.window_seconds)
+        });
+        tracing::info!(%registry, endpoint = %endpoint, window_seconds = window, "setting the registry's oracle approval");
+        let tx = EnrollmentRegistry::new(registry, self.chain.provider())
+            .setOracleApproval(endpoint, window)
+            .into_transaction_request();
+        let receipt = self
+            .chain
+            .send("setOracleApproval", tx, &[&self.abi])
+            .await?;
+        report.transactions += 1;
+        report.gas_used += receipt.gas_used;
+        Ok(())
     }
 
     /// Sends the plan's batches in order (enroll, suspend, revoke), stopping at the first
@@ -549,7 +647,8 @@ fn read_error(
     }
 }
 
-/// Every record of the registry at `registry`, newest first, through the paged view.
+/// Every record of the registry at `registry`, newest first, through the paged view (and,
+/// for enrolled and suspended accounts, `enrolledByOracle`: one more call per page).
 /// Needs only a read-only provider (the operator reads AccessPolicy status with it).
 pub async fn read_members<P: Provider>(
     provider: P,
@@ -564,17 +663,49 @@ pub async fn read_members<P: Provider>(
             .call()
             .await
             .map_err(read_error(registry, "members()"))?;
+        let first = records.len();
         records.extend(page.page.iter().map(|r| MemberRecord {
             address: r.account,
             status: MemberStatus::from_number(r.status),
             role: Role::from_number(r.role).unwrap_or(Role::Validator),
             expires_at: r.expiresAt,
+            via_oracle: false,
         }));
+        let members: Vec<&mut MemberRecord> = records[first..]
+            .iter_mut()
+            .filter(|r| matches!(r.status, MemberStatus::Enrolled | MemberStatus::Suspended))
+            .collect();
+        if !members.is_empty() {
+            let flags = contract
+                .enrolledByOracle(members.iter().map(|r| r.address).collect())
+                .call()
+                .await
+                .map_err(read_error(registry, "enrolledByOracle()"))?;
+            for (r, flag) in members.into_iter().zip(flags) {
+                r.via_oracle = flag;
+            }
+        }
         if page.next == Address::ZERO || page.page.is_empty() {
             return Ok(records);
         }
         cursor = page.next;
     }
+}
+
+/// The registry's oracle approval (`None`: off).
+pub async fn read_approval<P: Provider>(
+    provider: P,
+    registry: Address,
+) -> Result<Option<OracleApproval>, EnrollmentError> {
+    let a = EnrollmentRegistry::new(registry, provider)
+        .oracleApproval()
+        .call()
+        .await
+        .map_err(read_error(registry, "oracleApproval()"))?;
+    Ok((!a.endpoint.is_empty()).then_some(OracleApproval {
+        endpoint: a.endpoint,
+        window_seconds: a.windowSeconds,
+    }))
 }
 
 /// The latest block's timestamp.
@@ -612,6 +743,7 @@ mod tests {
             status,
             role,
             expires_at: 0,
+            via_oracle: false,
         }
     }
 
@@ -633,7 +765,7 @@ mod tests {
             rec(3, S::Pending, Role::Oracle),
             rec(4, S::Revoked, Role::Node),
         ];
-        let p = plan(&desired, &records, addr(ADMIN), NOW);
+        let p = plan(&desired, &records, addr(ADMIN), NOW, false);
         assert!(p.in_sync(), "{p:?}");
         assert!(!p.has_transactions());
         assert!(p.pending_requests.is_empty());
@@ -648,7 +780,7 @@ mod tests {
             rec(4, S::Revoked, Role::Node),
             rec(5, S::Enrolled, Role::Publisher), // wrong role
         ];
-        let p = plan(&desired, &records, addr(ADMIN), NOW);
+        let p = plan(&desired, &records, addr(ADMIN), NOW, false);
         let enrolled: Vec<_> = p.enroll.iter().map(|e| e.0).collect();
         assert_eq!(enrolled, [addr(1), addr(2), addr(3), addr(4), addr(5)]);
         assert!(p.suspend.is_empty() && p.revoke.is_empty());
@@ -664,15 +796,16 @@ mod tests {
             &[rec(1, S::Enrolled, Role::Node)],
             addr(ADMIN),
             NOW,
+            false,
         );
         assert_eq!(p.enroll, [(addr(1), Role::Node, NOW + 3600)]);
         // The chain holds the asked-for expiry, which has passed: nothing to send.
         w.expires_at = Some(NOW - 10);
         let mut r = rec(1, S::Enrolled, Role::Node);
         r.expires_at = NOW - 10;
-        assert!(plan(std::slice::from_ref(&w), &[r], addr(ADMIN), NOW).in_sync());
+        assert!(plan(std::slice::from_ref(&w), &[r], addr(ADMIN), NOW, false).in_sync());
         // A past expiry the chain does not hold cannot be sent: a problem, no transaction.
-        let p = plan(&[w], &[], addr(ADMIN), NOW);
+        let p = plan(&[w], &[], addr(ADMIN), NOW, false);
         assert!(!p.in_sync() && !p.has_transactions());
         assert!(
             p.differences[0]
@@ -690,7 +823,7 @@ mod tests {
             want(2, Role::Node, P::Suspended),
         ];
         let records = [rec(1, S::Enrolled, Role::Node)];
-        let p = plan(&desired, &records, addr(ADMIN), NOW);
+        let p = plan(&desired, &records, addr(ADMIN), NOW, false);
         assert_eq!(p.enroll, [(addr(2), Role::Node, 0)]);
         assert_eq!(p.suspend, [addr(1), addr(2)]);
         assert_eq!(p.differences[0].action, Action::Suspend);
@@ -706,10 +839,78 @@ mod tests {
             rec(4, S::Revoked, Role::Node),
             rec(ADMIN, S::Enrolled, Role::Oracle),
         ];
-        let p = plan(&[], &records, addr(ADMIN), NOW);
+        let p = plan(&[], &records, addr(ADMIN), NOW, false);
         assert_eq!(p.revoke, [addr(1), addr(2)]);
         assert_eq!(p.pending_requests, [addr(3)]);
         assert!(p.enroll.is_empty() && p.suspend.is_empty());
+    }
+
+    fn by_oracle(n: u8, status: MemberStatus, role: Role) -> MemberRecord {
+        MemberRecord {
+            via_oracle: true,
+            ..rec(n, status, role)
+        }
+    }
+
+    #[test]
+    fn unlisted_oracle_enrollments_stay_while_oracle_approval_is_on() {
+        let records = [
+            by_oracle(1, S::Enrolled, Role::Publisher),
+            by_oracle(2, S::Suspended, Role::Node),
+            rec(3, S::Enrolled, Role::Node),
+            rec(4, S::Rejected, Role::Node),
+            rec(5, S::Pending, Role::Node),
+        ];
+        let p = plan(&[], &records, addr(ADMIN), NOW, true);
+        assert_eq!(p.oracle_enrolled, [addr(1)]);
+        // A suspension came from a listing; an admin enrollment from a listing.
+        assert_eq!(p.revoke, [addr(2), addr(3)]);
+        assert_eq!(p.pending_requests, [addr(5)]);
+        assert!(p.enroll.is_empty() && p.suspend.is_empty());
+        assert_eq!(p.differences.len(), 2, "kept and rejected ones are in sync");
+
+        // Oracle approval off: the oracle's enrollments are unlisted members like any other.
+        let p = plan(&[], &records, addr(ADMIN), NOW, false);
+        assert!(p.oracle_enrolled.is_empty());
+        assert_eq!(p.revoke, [addr(1), addr(2), addr(3)]);
+    }
+
+    #[test]
+    fn a_listing_governs_an_oracle_enrollment_like_any_other() {
+        let records = [
+            by_oracle(1, S::Enrolled, Role::Node),
+            by_oracle(2, S::Enrolled, Role::Node),
+            by_oracle(3, S::Enrolled, Role::Node),
+            by_oracle(4, S::Enrolled, Role::Node),
+        ];
+        let desired = [
+            want(1, Role::Node, P::Enrolled),
+            want(2, Role::Node, P::Suspended),
+            want(3, Role::Node, P::Pending),
+            want(4, Role::Subscriber, P::Enrolled),
+        ];
+        let p = plan(&desired, &records, addr(ADMIN), NOW, true);
+        assert_eq!(p.suspend, [addr(2)]);
+        assert_eq!(p.revoke, [addr(3)]);
+        assert_eq!(p.enroll, [(addr(4), Role::Subscriber, 0)]);
+        assert!(p.oracle_enrolled.is_empty(), "all four are listed");
+        assert_eq!(p.differences.len(), 3, "the first is in sync as listed");
+    }
+
+    #[test]
+    fn a_rejected_request_is_in_sync_when_listed_pending_and_enrolled_when_listed_enrolled() {
+        let records = [
+            rec(1, S::Rejected, Role::Node),
+            rec(2, S::Rejected, Role::Node),
+        ];
+        let desired = [
+            want(1, Role::Node, P::Pending),
+            want(2, Role::Node, P::Enrolled),
+        ];
+        let p = plan(&desired, &records, addr(ADMIN), NOW, true);
+        assert_eq!(p.enroll, [(addr(2), Role::Node, 0)]);
+        assert_eq!(p.differences.len(), 1);
+        assert_eq!(MemberStatus::from_number(5), S::Rejected);
     }
 
     #[test]
@@ -719,6 +920,7 @@ mod tests {
             &[rec(1, S::Enrolled, Role::Node)],
             addr(ADMIN),
             NOW,
+            false,
         );
         assert_eq!(p.revoke, [addr(1)]);
     }
@@ -731,6 +933,7 @@ mod tests {
             &[rec(ADMIN, S::Enrolled, Role::Node)],
             addr(ADMIN),
             NOW,
+            false,
         );
         assert!(!p.has_transactions());
         assert!(!p.in_sync());
@@ -741,6 +944,7 @@ mod tests {
             &[],
             addr(ADMIN),
             NOW,
+            false,
         );
         assert_eq!(p.enroll, [(addr(ADMIN), Role::Oracle, 0)]);
     }

@@ -2,7 +2,8 @@
 //! API: `/healthz`, `/readyz`, `GET /contract`, the CloudEvents feed `GET /events` and
 //! `GET /enrollment` (the enrollment reconciler's state, when this sidecar hosts a registry),
 //! `GET /oracle` (the oracle's counters). Beside the API runs the oracle loop ([`crate::oracle`])
-//! for logic contracts that make oracle requests.
+//! for logic contracts that make oracle requests, and a second one for the hosted registry's
+//! join verifications when `enrollment.approval` turns oracle approval on.
 //! With `access` configured, every route but the probes needs a signed request from an
 //! enrolled account ([`crate::access`]).
 
@@ -115,6 +116,8 @@ struct Service {
     enrollment: OnceLock<Arc<tokio::sync::RwLock<EnrollmentStatus>>>,
     /// What the oracle loop did (`GET /oracle`).
     oracle: Arc<OracleCounters>,
+    /// What the registry's oracle loop did (`GET /enrollment`, with oracle approval).
+    registry_oracle: Arc<OracleCounters>,
 }
 
 /// Runs `serve` until `shutdown` resolves (SIGTERM in the binary).
@@ -150,6 +153,7 @@ pub async fn serve(
         access,
         enrollment: OnceLock::new(),
         oracle: Arc::default(),
+        registry_oracle: Arc::default(),
     });
     let app = router(service.clone());
     let mut http_stop = stop_rx.clone();
@@ -169,6 +173,7 @@ pub async fn serve(
     }
     // The registry's transactions go through this sidecar's Chain (one nonce manager per
     // key); see `enrollment` for why the operator does not send them.
+    let mut registry_oracle = None;
     if let (Some(enrollment), Some(chain)) = (&service.config.enrollment, service.chain.get()) {
         let contract = &service.config.contract;
         let reconciler = EnrollmentReconciler::new(
@@ -176,9 +181,21 @@ pub async fn serve(
             &contract.namespace,
             &contract.name,
             enrollment.participants.clone(),
-        );
-        tracing::info!(registry = %reconciler.registry(), participants = enrollment.participants.len(), "reconciling enrollment");
-        let _ = service.enrollment.set(reconciler.status());
+        )
+        .with_approval(enrollment.approval.clone());
+        tracing::info!(registry = %reconciler.registry(), participants = enrollment.participants.len(), oracle_approval = ?enrollment.approval.as_ref().map(|a| &a.endpoint), "reconciling enrollment");
+        let status = reconciler.status();
+        let _ = service.enrollment.set(status.clone());
+        if enrollment.approval.is_some() {
+            registry_oracle = Some(start_registry_oracle(
+                &service,
+                chain.clone(),
+                oracle_key.clone(),
+                reconciler.registry(),
+                status,
+                stop_rx.clone(),
+            )?);
+        }
         tokio::spawn(reconciler.run(stop_rx.clone()));
     }
     let oracle = match service.chain.get() {
@@ -189,9 +206,9 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Http(std::io::Error::other(e)))?
         .map_err(ServeError::Http)?;
-    if let Some(oracle) = oracle {
-        // It watches the same stop signal; this waits for its tasks to be dropped.
-        let _ = oracle.await;
+    // They watch the same stop signal; this waits for their tasks to be dropped.
+    for loop_task in [oracle, registry_oracle].into_iter().flatten() {
+        let _ = loop_task.await;
     }
     tracing::info!("stopped");
     Ok(())
@@ -225,6 +242,37 @@ fn start_oracle(
         "oracle loop started"
     );
     Ok(Some(tokio::spawn(Arc::new(oracle).run(stop))))
+}
+
+/// The oracle loop of the hosted registry's join verifications (oracle approval on): the same
+/// loop as a logic contract's, with the registry's ABI for its callback. It starts once the
+/// reconciler has found (or created) the registry.
+fn start_registry_oracle(
+    service: &Service,
+    chain: Chain,
+    key: alloy::signers::local::PrivateKeySigner,
+    registry: Address,
+    status: Arc<tokio::sync::RwLock<EnrollmentStatus>>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let oracle = Oracle::new(
+        &service.config.oracle,
+        chain,
+        key,
+        registry,
+        crate::enrollment::registry_artifact().abi,
+        service.registry_oracle.clone(),
+    )?;
+    Ok(tokio::spawn(async move {
+        while !status.read().await.deployed {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        tracing::info!(%registry, "registry oracle loop started (join verifications)");
+        Arc::new(oracle).run(stop).await;
+    }))
 }
 
 async fn deploy_with_backoff(
@@ -316,10 +364,21 @@ async fn enrollment(State(s): State<Arc<Service>>) -> Response {
         )
             .into_response();
     }
-    match s.enrollment.get() {
-        Some(status) => Json(status.read().await.clone()).into_response(),
-        None => unavailable("the enrollment reconciler starts once the pair is deployed"),
+    let Some(status) = s.enrollment.get() else {
+        return unavailable("the enrollment reconciler starts once the pair is deployed");
+    };
+    let mut body = serde_json::to_value(&*status.read().await).expect("the status serialises");
+    // With oracle approval: what this sidecar's registry oracle loop did since it started
+    // (the registry's own counters are `oracleRequests`).
+    if s.config
+        .enrollment
+        .as_ref()
+        .is_some_and(|e| e.approval.is_some())
+    {
+        body["oracleAnswers"] =
+            serde_json::to_value(s.registry_oracle.view()).expect("the counters serialise");
     }
+    Json(body).into_response()
 }
 
 /// The oracle's counters: the contract's (`oracleStats()`, the truth, shared by every replica)

@@ -281,17 +281,6 @@ async fn registry_lifecycle_join_approve_suspend_revoke_expire_transfer() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("CannotSuspendAdmin"), "{err}");
-    let err = registry_tx(
-        &member,
-        "approveWithAttestation",
-        as_member
-            .approveWithAttestation(m, Default::default())
-            .into_transaction_request(),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("OracleApprovalNotAvailable"), "{err}");
 
     // Two-step admin transfer: nothing changes until the successor accepts.
     registry_tx(
@@ -617,6 +606,7 @@ async fn the_api_needs_a_signed_request_from_an_enrolled_account_in_an_allowed_r
             participant(node.address(), Role::Node),
             participant(subscriber.address(), Role::Subscriber),
         ],
+        approval: None,
     });
     cfg.access = Some(AccessConfig {
         rules: vec![AccessRule {

@@ -2,14 +2,29 @@
 pragma solidity ^0.8.28;
 
 import {IEnrollmentRegistry} from "./IEnrollmentRegistry.sol";
+import {OracleRequests} from "./OracleRequests.sol";
 import {Roles} from "./Roles.sol";
 import {TwoStepAdmin} from "./TwoStepAdmin.sol";
 
 /// @title EnrollmentRegistry
 /// @notice Membership of the permissioned network: an account requests to join in a role,
-/// the admin approves it (oracle-verified approval comes later), and may suspend,
-/// reinstate or revoke it; batched variants serve the sidecar's reconciler. Every change is
-/// an event (one per account, also in a batch). One role per account.
+/// the admin approves it, or the oracle does (below), and the admin may suspend, reinstate or
+/// revoke it; batched variants serve the sidecar's reconciler. Every change is an event (one
+/// per account, also in a batch). One role per account.
+///
+/// Oracle approval (the paper's join request → oracle approval): once the admin named an
+/// identity-verification endpoint (`setOracleApproval`), every `requestJoin` also asks the
+/// oracle (`OracleRequests`) to verify the account: endpoint by name, params `account` (the
+/// address as lowercase 0x-hex) and `role` (its name, e.g. `Publisher`), callback
+/// `onIdentityVerified(id, bool verified)`, deadline now + the window. Only an oracle enrolled
+/// in this registry (`Roles.Oracle`, so also the admin) can answer, with `fulfil` and its
+/// attestation. Verified: the account is enrolled in the requested role (`Enrolled` with `by` =
+/// the oracle) and remembered as oracle-enrolled (`enrolledByOracle`); not verified: the
+/// request is rejected (`JoinRejected`, status Rejected) and the account may request again. An
+/// answer changes nothing (`IdentityAnswerIgnored`) unless the account is still Pending on that
+/// very request and oracle approval is still on, so an admin decision made first stands. A
+/// request that failed or expired leaves the account Pending: the admin can still approve it,
+/// and the account can request again (a new verification).
 ///
 /// The admin counts as enrolled in every role (`isEnrolled(admin, r)` is true): it decides
 /// the membership anyway, so refusing it a role would only lock the operator's own sidecar
@@ -20,23 +35,27 @@ import {TwoStepAdmin} from "./TwoStepAdmin.sol";
 /// each record carries a link to the next older member, kept in the record's own storage
 /// slot, so listing costs no extra storage slot per member (only the shared head/count slot).
 /// @dev Deployed through a CREATE2 factory, so the admin is a constructor argument.
-contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin {
-    /// @notice Membership status of an account.
+contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin, OracleRequests {
+    /// @notice Membership status of an account. Rejected: the oracle did not verify its join
+    /// request (it may request again).
     enum Status {
         None,
         Pending,
         Enrolled,
         Suspended,
-        Revoked
+        Revoked,
+        Rejected
     }
 
-    /// @dev One storage slot: 1 + 1 + 8 + 20 bytes.
+    /// @dev One storage slot: 1 + 1 + 8 + 20 + 1 bytes (`isEnrolled` reads bytes 0-9).
     struct Member {
         Status status;
         uint8 role;
         uint64 expiresAt;
         // The member added before this one (zero for the first): the enumeration list.
         address older;
+        // Enrolled by the oracle's answer (cleared when the admin enrolls or approves it).
+        bool viaOracle;
     }
 
     /// @notice One entry of the `members` listing.
@@ -53,8 +72,8 @@ contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin {
     error InvalidStatus(address account, Status status);
     /// @notice An expiry must be zero (never) or in the future.
     error ExpiryNotInFuture(uint64 expiresAt);
-    /// @notice Approval by an oracle-verified credential is not available yet.
-    error OracleApprovalNotAvailable();
+    /// @notice Oracle approval needs a window (seconds) for the oracle to answer.
+    error InvalidApprovalWindow(uint32 windowSeconds);
     /// @notice The admin's membership cannot be revoked (it controls the list).
     error CannotRevokeAdmin(address admin);
     /// @notice The admin's membership cannot be suspended (it controls the list).
@@ -72,30 +91,64 @@ contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin {
     event Suspended(address indexed account, address indexed by);
     /// @notice `account` was reinstated after a suspension.
     event Reinstated(address indexed account, address indexed by);
-    /// @notice `account` was revoked (or its join request rejected).
+    /// @notice `account` was revoked (or its pending join request rejected by the admin).
     event Revoked(address indexed account, address indexed by);
+    /// @notice The oracle `by` did not verify the join request of `account` (it may request again).
+    event JoinRejected(address indexed account, uint8 role, address indexed by);
+    /// @notice The join request of `account` was sent to the oracle as request `requestId`.
+    event JoinVerificationRequested(address indexed account, bytes32 indexed requestId);
+    /// @notice The oracle's answer to `requestId` came when it no longer applied (the account
+    /// is not pending on that request any more, or oracle approval is off): nothing changed.
+    event IdentityAnswerIgnored(bytes32 indexed requestId, address indexed account, bool verified);
+    /// @notice Join requests are verified by the oracle at `endpoint` within `windowSeconds`
+    /// (empty endpoint: the admin approves them).
+    event OracleApprovalChanged(string endpoint, uint32 windowSeconds, address indexed by);
 
     mapping(address => Member) private _members;
     // The most recently added member (head of the enumeration list) and the member count, in
     // one slot: adding a member touches one shared slot besides its own record.
     address private _newest;
     uint96 private _memberCount;
+    // The identity-verification endpoint's name (empty: manual approval only) and how long
+    // the oracle has to answer.
+    string private _approvalEndpoint;
+    uint32 private _approvalWindow;
+    // Join verification requests: the account of each, and each account's latest one.
+    mapping(bytes32 => address) private _joinRequestAccount;
+    mapping(address => bytes32) private _joinRequestOf;
 
     /// @param admin_ The admin (cannot be zero).
     constructor(address admin_) TwoStepAdmin(admin_) {}
 
     // ---------------------------------------------------------------- membership
 
-    /// @notice Asks to join the network in `role`; an account that never had a status only.
+    /// @notice Asks to join the network in `role` (→ Pending): an account that never had a
+    /// status, or whose last request the oracle rejected. With oracle approval on, also sends
+    /// the request to the oracle for verification; then a Pending account whose verification
+    /// failed or expired may ask again (a new verification, in the role it asks for now).
     /// @param role The requested role (see `Roles`).
     function requestJoin(uint8 role) external {
         if (role > Roles.Max) revert InvalidRole(role);
         Member storage m = _members[msg.sender];
-        if (m.status != Status.None) revert InvalidStatus(msg.sender, m.status);
-        _members[msg.sender] = Member({status: Status.Pending, role: role, expiresAt: 0, older: _newest});
-        _newest = msg.sender;
-        ++_memberCount;
+        Status status = m.status;
+        string memory endpoint = _approvalEndpoint;
+        bool verify = bytes(endpoint).length != 0;
+        if (status == Status.None) {
+            _members[msg.sender] =
+                Member({status: Status.Pending, role: role, expiresAt: 0, older: _newest, viaOracle: false});
+            _newest = msg.sender;
+            ++_memberCount;
+        } else if (
+            status == Status.Rejected
+                || (status == Status.Pending && verify && !_requestOpen(_joinRequestOf[msg.sender]))
+        ) {
+            // Already listed: only the record changes.
+            (m.status, m.role, m.expiresAt, m.viaOracle) = (Status.Pending, role, 0, false);
+        } else {
+            revert InvalidStatus(msg.sender, status);
+        }
         emit JoinRequested(msg.sender, role);
+        if (verify) _requestVerification(msg.sender, role, endpoint);
     }
 
     /// @notice Approves a pending join request, without expiry.
@@ -105,16 +158,47 @@ contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin {
         if (m.status != Status.Pending) revert InvalidStatus(account, m.status);
         m.status = Status.Enrolled;
         m.expiresAt = 0;
+        m.viaOracle = false;
         emit Enrolled(account, m.role, 0, msg.sender);
     }
 
-    /// @notice Approves a pending join request with an oracle-verified credential. NOT AVAILABLE
-    /// YET: always reverts with `OracleApprovalNotAvailable`.
-    /// @param account The account that requested to join.
-    /// @param attestation The oracle's attestation of the account's credential.
-    function approveWithAttestation(address account, bytes calldata attestation) external virtual {
-        (account, attestation);
-        revert OracleApprovalNotAvailable();
+    /// @notice The oracle's answer to a join verification request (only through `fulfil`, with
+    /// the attestation of an oracle enrolled here). Verified: the account is enrolled in its
+    /// requested role, without expiry; not verified: its request is rejected. Nothing changes
+    /// when the answer no longer applies (see the contract notes).
+    /// @param requestId The oracle request (from `JoinVerificationRequested`).
+    /// @param verified Whether the identity endpoint verified the account for the role.
+    function onIdentityVerified(bytes32 requestId, bool verified) external onlyOracleCallback {
+        address account = _joinRequestAccount[requestId];
+        Member storage m = _members[account];
+        if (
+            m.status != Status.Pending || _joinRequestOf[account] != requestId
+                || bytes(_approvalEndpoint).length == 0
+        ) {
+            emit IdentityAnswerIgnored(requestId, account, verified);
+            return;
+        }
+        address oracle = _answeringOracle();
+        if (verified) {
+            (m.status, m.expiresAt, m.viaOracle) = (Status.Enrolled, 0, true);
+            emit Enrolled(account, m.role, 0, oracle);
+        } else {
+            m.status = Status.Rejected;
+            emit JoinRejected(account, m.role, oracle);
+        }
+    }
+
+    /// @notice Turns oracle approval of join requests on (an endpoint name of the oracle's
+    /// config) or off (empty: the admin approves them). Requests already sent keep their
+    /// deadline, but their answers apply only while oracle approval is on.
+    /// @param endpoint The identity-verification endpoint's name (never a URL), or empty.
+    /// @param windowSeconds How long the oracle has to answer a request (>= 1; ignored when off).
+    function setOracleApproval(string calldata endpoint, uint32 windowSeconds) external onlyAdmin {
+        if (bytes(endpoint).length == 0) windowSeconds = 0;
+        else if (windowSeconds == 0) revert InvalidApprovalWindow(windowSeconds);
+        _approvalEndpoint = endpoint;
+        _approvalWindow = windowSeconds;
+        emit OracleApprovalChanged(endpoint, windowSeconds, msg.sender);
     }
 
     /// @notice Enrolls `account` directly, whatever its status (approves a pending request,
@@ -190,7 +274,7 @@ contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin {
 
     /// @notice The membership record of `account`.
     /// @param account The account.
-    /// @return status None, Pending, Enrolled, Suspended or Revoked (as uint8).
+    /// @return status None, Pending, Enrolled, Suspended, Revoked or Rejected (as uint8).
     /// @return role The (requested) role.
     /// @return expiresAt When the enrollment lapses (0: never).
     function statusOf(address account) external view returns (uint8 status, uint8 role, uint64 expiresAt) {
@@ -232,6 +316,33 @@ contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin {
         next = account;
     }
 
+    /// @notice Whether each account's enrollment came from the oracle's answer (not from the
+    /// admin): true for an enrolled or suspended account the oracle approved.
+    /// @param accounts The accounts.
+    /// @return flags One per account, in order.
+    function enrolledByOracle(address[] calldata accounts) external view returns (bool[] memory flags) {
+        flags = new bool[](accounts.length);
+        for (uint256 i; i < accounts.length; ++i) {
+            Member storage m = _members[accounts[i]];
+            flags[i] = m.viaOracle && (m.status == Status.Enrolled || m.status == Status.Suspended);
+        }
+    }
+
+    /// @notice How join requests are approved.
+    /// @return endpoint The identity-verification endpoint's name (empty: by the admin only).
+    /// @return windowSeconds How long the oracle has to answer a request.
+    function oracleApproval() external view returns (string memory endpoint, uint32 windowSeconds) {
+        return (_approvalEndpoint, _approvalWindow);
+    }
+
+    /// @notice The latest join verification request of `account` (zero: none); its state is
+    /// `oracleRequestOf(requestId)`.
+    /// @param account The account.
+    /// @return requestId The oracle request id.
+    function joinRequestOf(address account) external view returns (bytes32 requestId) {
+        return _joinRequestOf[account];
+    }
+
     /// @inheritdoc IEnrollmentRegistry
     /// @dev True for the admin in every role (see the contract's notice). Every logic call
     /// guarded by `onlyEnrolled` pays for this, so an enrolled member costs exactly one SLOAD
@@ -266,6 +377,24 @@ contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin {
 
     // ---------------------------------------------------------------- internals
 
+    /// @dev An oracle enrolled here, which includes the admin (it decides the membership anyway).
+    function _isOracle(address signer) internal view override returns (bool) {
+        return isEnrolled(signer, Roles.Oracle);
+    }
+
+    /// @dev Sends `account`'s join request to the identity endpoint.
+    function _requestVerification(address account, uint8 role, string memory endpoint) private {
+        bytes32 id = _requestData(
+            endpoint,
+            _oracleParams("account", _hexString(abi.encodePacked(account)), "role", Roles.name(role)),
+            this.onIdentityVerified.selector,
+            uint64(block.timestamp) + _approvalWindow
+        );
+        _joinRequestAccount[id] = account;
+        _joinRequestOf[account] = id;
+        emit JoinVerificationRequested(account, id);
+    }
+
     function _active(Member storage m) private view returns (bool) {
         return m.status == Status.Enrolled && (m.expiresAt == 0 || block.timestamp < m.expiresAt);
     }
@@ -286,7 +415,8 @@ contract EnrollmentRegistry is IEnrollmentRegistry, TwoStepAdmin {
             newest = account;
             ++count;
         }
-        _members[account] = Member({status: Status.Enrolled, role: role, expiresAt: expiresAt, older: older});
+        _members[account] =
+            Member({status: Status.Enrolled, role: role, expiresAt: expiresAt, older: older, viaOracle: false});
         emit Enrolled(account, role, expiresAt, msg.sender);
         return (newest, count);
     }

@@ -78,7 +78,8 @@ abstract contract KontraktContract is TwoStepAdmin {
 
     /// @notice The enrollment registry (zero: no enrollment policy).
     /// @return The EnrollmentRegistry address.
-    function registry() external view returns (address) {
+    /// @dev Public, so derived contracts read the private immutable without an external call.
+    function registry() public view returns (address) {
         return _registry;
     }
 

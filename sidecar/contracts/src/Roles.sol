@@ -17,4 +17,15 @@ library Roles {
     uint8 internal constant Oracle = 4;
     /// @notice The highest valid role number.
     uint8 internal constant Max = Oracle;
+
+    /// @notice The role's name as the sidecar config spells it (`Publisher`); empty for a
+    /// number that is not a role.
+    function name(uint8 role) internal pure returns (string memory) {
+        if (role == Validator) return "Validator";
+        if (role == Node) return "Node";
+        if (role == Publisher) return "Publisher";
+        if (role == Subscriber) return "Subscriber";
+        if (role == Oracle) return "Oracle";
+        return "";
+    }
 }

@@ -1,5 +1,6 @@
-//! The oracle loop (the paper's Thing Communication): follows the logic contract's
-//! `OracleRequest` logs, fetches the named endpoint from the config (never a URL from the
+//! The oracle loop (the paper's Thing Communication): follows one contract's `OracleRequest`
+//! logs (the logic contract's, or the EnrollmentRegistry's join verifications: any contract
+//! built on `OracleRequests`), fetches the named endpoint from the config (never a URL from the
 //! chain), maps the JSON answer to the callback's ABI types, signs the attestation with the
 //! signer key (the oracle key IS the signer key: enrol it as `Oracle` in the registry) and
 //! answers with `fulfil`, or with `fulfilError` and an [`OracleErrorCode`] when the request
@@ -48,17 +49,27 @@ pub use result::{Callback, JsonPath, JsonPathError};
 use crate::chain::{Chain, ChainError};
 use crate::config::OracleConfig;
 
-/// Typed bindings of the oracle base contract.
+/// Typed bindings of the oracle request bookkeeping (`OracleRequests`, the same functions and
+/// events in every contract that uses the oracle) and of the logic contracts' base.
 pub mod contract {
     #![allow(missing_docs, clippy::too_many_arguments)]
     alloy::sol!(
         #[sol(rpc)]
         #[derive(Debug)]
-        KontraktOracle,
-        "contracts/out/KontraktOracle.json"
+        OracleRequests,
+        "contracts/out/OracleRequests.json"
     );
+    pub mod logic {
+        alloy::sol!(
+            #[sol(rpc)]
+            #[derive(Debug)]
+            KontraktOracle,
+            "contracts/out/KontraktOracle.json"
+        );
+    }
+    pub use logic::KontraktOracle;
 }
-use contract::KontraktOracle;
+use contract::OracleRequests;
 
 /// How often the loop asks the node for new blocks.
 const POLL: Duration = Duration::from_millis(100);
@@ -104,7 +115,7 @@ pub enum OracleErrorCode {
     WrongType = 8,
     /// The request's params are not `abi.encode(string[] names, string[] values)`.
     BadParams = 9,
-    /// The callback selector is not a function `(bytes32, ...)` of the logic's ABI.
+    /// The callback selector is not a function `(bytes32, ...)` of the contract's ABI.
     UnknownCallback = 10,
     /// A header's Secret file could not be read.
     SecretUnreadable = 11,
@@ -228,13 +239,14 @@ impl OracleStats {
             .saturating_sub(self.fulfilled + self.failed + self.expired)
     }
 
-    /// `oracleStats()` of `logic` at `block` (latest when `None`).
+    /// `oracleStats()` of `contract` (a logic contract or the registry) at `block` (latest
+    /// when `None`).
     pub async fn read(
         chain: &Chain,
-        logic: Address,
+        contract: Address,
         block: Option<u64>,
     ) -> Result<Self, ChainError> {
-        let c = KontraktOracle::new(logic, chain.provider());
+        let c = OracleRequests::new(contract, chain.provider());
         let mut call = c.oracleStats();
         if let Some(b) = block {
             call = call.block(b.into());
@@ -252,7 +264,7 @@ impl OracleStats {
     }
 }
 
-/// Whether a logic contract's ABI is an oracle contract's (a `KontraktOracle`).
+/// Whether a contract's ABI makes oracle requests (built on `OracleRequests`).
 pub fn is_oracle_contract(abi: &JsonAbi) -> bool {
     abi.events.contains_key("OracleRequest") && abi.functions.contains_key("fulfil")
 }
@@ -267,11 +279,12 @@ enum Outcome {
     AlreadyAnswered,
 }
 
-/// The oracle of one logic contract.
+/// The oracle of one contract.
 pub struct Oracle {
     chain: Chain,
     key: PrivateKeySigner,
-    logic: Address,
+    /// The contract whose requests this oracle answers.
+    contract: Address,
     abi: JsonAbi,
     endpoints: HashMap<String, Endpoint>,
     max_response_bytes: u64,
@@ -282,13 +295,14 @@ pub struct Oracle {
 }
 
 impl Oracle {
-    /// An oracle answering `logic`'s requests (its ABI: `abi`) from `config`'s endpoints,
-    /// signing with `key` (the same key as `chain`'s signer).
+    /// An oracle answering `contract`'s requests (its ABI: `abi`, where the callbacks are
+    /// looked up) from `config`'s endpoints, signing with `key` (the same key as `chain`'s
+    /// signer).
     pub fn new(
         config: &OracleConfig,
         chain: Chain,
         key: PrivateKeySigner,
-        logic: Address,
+        contract: Address,
         abi: JsonAbi,
         counters: Arc<OracleCounters>,
     ) -> Result<Self, OracleError> {
@@ -306,7 +320,7 @@ impl Oracle {
         Ok(Self {
             chain,
             key,
-            logic,
+            contract,
             abi,
             endpoints,
             max_response_bytes: config.max_response_bytes,
@@ -324,7 +338,7 @@ impl Oracle {
         let mut next = loop {
             match self.resume().await {
                 Ok((head, pending)) => {
-                    tracing::info!(logic = %self.logic, head, pending = pending.len(), "oracle resumed");
+                    tracing::info!(contract = %self.contract, head, pending = pending.len(), "oracle resumed");
                     for r in pending {
                         self.spawn(&mut tasks, r);
                     }
@@ -372,7 +386,7 @@ impl Oracle {
             .chain
             .with_retry("eth_blockNumber", || p.get_block_number().into_future())
             .await?;
-        let stats = OracleStats::read(&self.chain, self.logic, Some(head)).await?;
+        let stats = OracleStats::read(&self.chain, self.contract, Some(head)).await?;
         let want = stats.pending() as usize;
         let mut found = Vec::new();
         let mut answered = HashSet::new();
@@ -380,7 +394,7 @@ impl Oracle {
         while found.len() < want {
             let from = to.saturating_sub(LOG_RANGE - 1);
             let filter = Filter::new()
-                .address(self.logic)
+                .address(self.contract)
                 .event_signature(request::request_and_answer_topics())
                 .from_block(from)
                 .to_block(to);
@@ -420,7 +434,7 @@ impl Oracle {
         while next <= head {
             let to = head.min(next + LOG_RANGE - 1);
             let filter = Filter::new()
-                .address(self.logic)
+                .address(self.contract)
                 .event_signature(request::request_topic())
                 .from_block(next)
                 .to_block(to);
@@ -560,18 +574,19 @@ impl Oracle {
     }
 
     async fn fulfil(&self, r: &OracleRequest, result: Bytes) -> Result<Outcome, HandleError> {
-        let digest = attest::result_digest(self.chain.chain_id(), self.logic, r.id, &result);
+        let digest = attest::result_digest(self.chain.chain_id(), self.contract, r.id, &result);
         let attestation = self.sign(digest)?;
-        let tx = KontraktOracle::new(self.logic, self.chain.provider())
+        let tx = OracleRequests::new(self.contract, self.chain.provider())
             .fulfil(r.id, result, attestation)
             .into_transaction_request();
         self.answer(r, "fulfil", tx, Outcome::Fulfilled).await
     }
 
     async fn fail(&self, r: &OracleRequest, code: OracleErrorCode) -> Result<Outcome, HandleError> {
-        let digest = attest::error_digest(self.chain.chain_id(), self.logic, r.id, code.as_u16());
+        let digest =
+            attest::error_digest(self.chain.chain_id(), self.contract, r.id, code.as_u16());
         let attestation = self.sign(digest)?;
-        let tx = KontraktOracle::new(self.logic, self.chain.provider())
+        let tx = OracleRequests::new(self.contract, self.chain.provider())
             .fulfilError(r.id, code.as_u16(), attestation)
             .into_transaction_request();
         self.answer(r, "fulfilError", tx, Outcome::Failed(code))
@@ -588,7 +603,7 @@ impl Oracle {
             let left = Duration::from_secs(r.deadline + 1 - now);
             tokio::time::sleep(left.clamp(Duration::from_millis(500), EXPIRY_POLL_MAX)).await;
         }
-        let tx = KontraktOracle::new(self.logic, self.chain.provider())
+        let tx = OracleRequests::new(self.contract, self.chain.provider())
             .cancel(r.id)
             .into_transaction_request();
         self.answer(r, "cancel", tx, Outcome::Expired).await
@@ -649,7 +664,7 @@ impl Oracle {
     }
 
     async fn request_state(&self, id: B256) -> Result<RequestState, ChainError> {
-        let c = KontraktOracle::new(self.logic, self.chain.provider());
+        let c = OracleRequests::new(self.contract, self.chain.provider());
         let s = c
             .oracleRequestOf(id)
             .call()
@@ -730,10 +745,14 @@ mod tests {
             .unwrap()
             .abi;
         assert!(is_oracle_contract(&abi));
-        // The numbers are part of the on-chain protocol (see KontraktOracle.sol).
+        // The numbers are part of the on-chain protocol (see OracleRequests.sol).
         assert_eq!(OracleErrorCode::UnknownEndpoint.as_u16(), 1);
         assert_eq!(OracleErrorCode::SecretUnreadable.as_u16(), 11);
-        let source = include_str!("../../contracts/src/KontraktOracle.sol");
+        let registry = crate::artifact::Artifact::builtin("EnrollmentRegistry")
+            .unwrap()
+            .abi;
+        assert!(is_oracle_contract(&registry), "the registry verifies joins");
+        let source = include_str!("../../contracts/src/OracleRequests.sol");
         for (name, code) in [
             ("UNKNOWN_ENDPOINT", OracleErrorCode::UnknownEndpoint),
             ("UNREACHABLE", OracleErrorCode::Unreachable),
@@ -748,7 +767,7 @@ mod tests {
             ("SECRET_UNREADABLE", OracleErrorCode::SecretUnreadable),
         ] {
             let line = format!("ORACLE_ERROR_{name} = {};", code.as_u16());
-            assert!(source.contains(&line), "{line} not in KontraktOracle.sol");
+            assert!(source.contains(&line), "{line} not in OracleRequests.sol");
         }
     }
 }

@@ -5,7 +5,7 @@ use alloy::primitives::{B256, Bytes, FixedBytes, keccak256};
 use alloy::rpc::types::Log;
 use alloy::sol_types::{SolEvent, SolValue};
 
-use super::contract::KontraktOracle;
+use super::contract::OracleRequests;
 
 /// One request as its event tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,10 +21,10 @@ pub struct OracleRequest {
 impl OracleRequest {
     /// The request in an `OracleRequest` log, if it is one.
     pub fn from_log(log: &Log) -> Option<Self> {
-        if log.topic0() != Some(&KontraktOracle::OracleRequest::SIGNATURE_HASH) {
+        if log.topic0() != Some(&OracleRequests::OracleRequest::SIGNATURE_HASH) {
             return None;
         }
-        let decoded = log.log_decode::<KontraktOracle::OracleRequest>().ok()?;
+        let decoded = log.log_decode::<OracleRequests::OracleRequest>().ok()?;
         let e = decoded.inner.data;
         Some(Self {
             id: e.id,
@@ -72,14 +72,14 @@ impl OracleRequest {
     }
 }
 
-/// Whether a log of the logic contract answers (or cancels) a request, and which.
+/// Whether a log of the contract answers (or cancels) a request, and which.
 pub fn answered_id(log: &Log) -> Option<B256> {
     let topic0 = *log.topic0()?;
     let answers = [
-        KontraktOracle::OracleFulfilled::SIGNATURE_HASH,
-        KontraktOracle::OracleCallbackFailed::SIGNATURE_HASH,
-        KontraktOracle::OracleFailed::SIGNATURE_HASH,
-        KontraktOracle::OracleCancelled::SIGNATURE_HASH,
+        OracleRequests::OracleFulfilled::SIGNATURE_HASH,
+        OracleRequests::OracleCallbackFailed::SIGNATURE_HASH,
+        OracleRequests::OracleFailed::SIGNATURE_HASH,
+        OracleRequests::OracleCancelled::SIGNATURE_HASH,
     ];
     if answers.contains(&topic0) {
         log.topics().get(1).copied()
@@ -90,16 +90,16 @@ pub fn answered_id(log: &Log) -> Option<B256> {
 
 /// The topics the oracle loop reads: requests, and (when resuming) their answers.
 pub fn request_topic() -> B256 {
-    KontraktOracle::OracleRequest::SIGNATURE_HASH
+    OracleRequests::OracleRequest::SIGNATURE_HASH
 }
 
 pub fn request_and_answer_topics() -> Vec<B256> {
     vec![
-        KontraktOracle::OracleRequest::SIGNATURE_HASH,
-        KontraktOracle::OracleFulfilled::SIGNATURE_HASH,
-        KontraktOracle::OracleCallbackFailed::SIGNATURE_HASH,
-        KontraktOracle::OracleFailed::SIGNATURE_HASH,
-        KontraktOracle::OracleCancelled::SIGNATURE_HASH,
+        OracleRequests::OracleRequest::SIGNATURE_HASH,
+        OracleRequests::OracleFulfilled::SIGNATURE_HASH,
+        OracleRequests::OracleCallbackFailed::SIGNATURE_HASH,
+        OracleRequests::OracleFailed::SIGNATURE_HASH,
+        OracleRequests::OracleCancelled::SIGNATURE_HASH,
     ]
 }
 

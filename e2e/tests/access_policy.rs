@@ -375,3 +375,201 @@ async fn grant(client: &Client, namespace: &str, user: &str) {
         .await
         .expect("binding");
 }
+
+/// An identity-verification endpoint: `GET /verify?account=0x…&role=R` answers
+/// `{"verified": true}` for the accounts in `verified`; records every query.
+async fn identity_server(
+    verified: Vec<Address>,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let verified = verified.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let query = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|target| target.split_once('?'))
+                    .map(|(_, q)| q.to_owned())
+                    .unwrap_or_default();
+                log.lock().unwrap().push(query.clone());
+                let ok = verified
+                    .iter()
+                    .any(|a| query.contains(&format!("account={a:#x}")));
+                let body = json!({ "verified": ok }).to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// `approval: Oracle`: a join request goes from the registry through the
+/// registry service's oracle to the identity endpoint; a verified account is
+/// enrolled (and stays, though no policy lists it), a refused one rejected;
+/// deleting the policy revokes what its endpoint enrolled.
+#[tokio::test]
+async fn join_requests_are_verified_through_the_identity_endpoint() {
+    const PUBLISHER: u8 = 2;
+    let binary = tokio::task::spawn_blocking(sidecar_binary)
+        .await
+        .expect("sidecar binary");
+    let anvil = Anvil::start(&[]).expect("anvil");
+    let client = cluster().await;
+    let ns = TestNamespace::create(&client, "identity").await;
+    let namespace = ns.name().to_owned();
+    create_secret(&client, &namespace, "signer", DEV_KEYS[0]).await;
+    let (trusted, stranger) = (key(11), key(12));
+    trusted.fund(&anvil.url).await;
+    stranger.fund(&anvil.url).await;
+    let trusted: PrivateKeySigner = trusted.key_hex.parse().unwrap();
+    let stranger: PrivateKeySigner = stranger.key_hex.parse().unwrap();
+    let (port, queries) = identity_server(vec![trusted.address()]).await;
+    let _controller = start_controller(client.clone(), &namespace, Duration::from_secs(2));
+    let runner = PodRunner::start(client.clone(), &namespace, binary);
+
+    let registry_service: SmartContractService = serde_json::from_value(json!({
+        "apiVersion": "kontrakt.dev/v1alpha1",
+        "kind": "SmartContractService",
+        "metadata": { "name": "registry" },
+        "spec": {
+            "chain": { "rpcUrl": anvil.url, "chainId": 31337 },
+            "signer": { "secretKeyRef": { "name": "signer", "key": "privateKey" } },
+            "contract": { "template": "Shipping", "version": 1 },
+            "oracle": { "endpoints": [{
+                "name": "IdentityCheck",
+                "url": format!("http://127.0.0.1:{port}/verify"),
+                "timeoutSeconds": 2,
+                "resultPath": "$.verified",
+            }]},
+        }
+    }))
+    .unwrap();
+    Api::<SmartContractService>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &registry_service)
+        .await
+        .expect("registry service");
+    let policies: Api<AccessPolicy> = Api::namespaced(client.clone(), &namespace);
+    let policy: AccessPolicy = serde_json::from_value(json!({
+        "apiVersion": "kontrakt.dev/v1alpha1",
+        "kind": "AccessPolicy",
+        "metadata": { "name": "publishers" },
+        "spec": {
+            "registry": { "name": "registry" },
+            "approval": { "mode": "Oracle", "identityEndpoint": "IdentityCheck", "windowSeconds": 300 },
+        }
+    }))
+    .unwrap();
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create policy");
+    let oracle_approval = |p: &AccessPolicy| {
+        p.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "OracleApproval")
+                .map(|c| (c.status.clone(), c.reason.clone()))
+        })
+    };
+    wait_for("OracleApproval=True", LIMIT, || async {
+        let p = policies.get("publishers").await.ok()?;
+        (oracle_approval(&p) == Some(("True".into(), "IdentityEndpointVerifies".into())))
+            .then_some(())
+    })
+    .await;
+
+    let registry =
+        kontrakt_sidecar::addresses::registry_address(&namespace, "registry", signer(0).address());
+    let wallet = |s: PrivateKeySigner| {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(s))
+            .connect_http(anvil.url.parse().unwrap())
+    };
+    for (who, role) in [(&trusted, PUBLISHER), (&stranger, NODE)] {
+        Joining::new(registry, wallet(who.clone()))
+            .requestJoin(role)
+            .send()
+            .await
+            .expect("requestJoin")
+            .get_receipt()
+            .await
+            .expect("mined");
+    }
+    let status = wait_for(
+        "the verified account enrolled, the other rejected",
+        LIMIT,
+        || async {
+            let s = policies.get("publishers").await.ok()?.status?;
+            let has = |list: &[kontrakt_operator::api::ParticipantState], a: Address| {
+                list.iter()
+                    .any(|p| p.address.parse::<Address>().ok() == Some(a))
+            };
+            (has(&s.enrolled, trusted.address()) && has(&s.rejected, stranger.address()))
+                .then_some(s)
+        },
+    )
+    .await;
+    let entry = status
+        .enrolled
+        .iter()
+        .find(|p| p.address.parse::<Address>().ok() == Some(trusted.address()))
+        .unwrap();
+    assert_eq!(entry.name, None, "enrolled by the endpoint, not listed");
+    assert_eq!(entry.role, Some(kontrakt_operator::api::Role::Publisher));
+    assert_eq!(
+        chain_status(&anvil.url, registry, stranger.address()).await,
+        member_status::REJECTED
+    );
+    let asked = queries.lock().unwrap().clone();
+    assert!(
+        asked.contains(&format!("account={:#x}&role=Publisher", trusted.address())),
+        "the endpoint is asked with the account and its role: {asked:?}"
+    );
+    assert_eq!(asked.len(), 2, "one question per join request: {asked:?}");
+
+    // The registry's sidecar passes again (every 15 s) and keeps the account
+    // the endpoint enrolled, though the policy does not list it.
+    tokio::time::sleep(kontrakt_sidecar::enrollment::RESYNC_INTERVAL + Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        chain_status(&anvil.url, registry, trusted.address()).await,
+        member_status::ENROLLED,
+        "{}",
+        runner.log_tails(30)
+    );
+
+    // Deleting the Oracle policy turns the approval off; its finalizer holds
+    // the policy until the sidecar has revoked what the endpoint enrolled.
+    policies
+        .delete("publishers", &Default::default())
+        .await
+        .expect("delete policy");
+    wait_for("the policy gone", LIMIT, || async {
+        policies
+            .get_opt("publishers")
+            .await
+            .ok()
+            .and_then(|p| p.is_none().then_some(()))
+    })
+    .await;
+    assert_eq!(
+        chain_status(&anvil.url, registry, trusted.address()).await,
+        member_status::REVOKED
+    );
+    drop(runner);
+}

@@ -19,9 +19,12 @@ alloy::sol! {
         function isEnrolled(address account, uint8 role) external view returns (bool);
         function memberCount() external view returns (uint256);
         function members(address cursor, uint256 limit) external view returns (MemberRecord[] memory page, address next);
+        function enrolledByOracle(address[] calldata accounts) external view returns (bool[] memory flags);
+        function oracleApproval() external view returns (string memory endpoint, uint32 windowSeconds);
     }
 
-    /// KontraktOracle's counters (sidecar/contracts/src/KontraktOracle.sol).
+    /// The oracle counters of KontraktOracle and of the EnrollmentRegistry's
+    /// identity checks (sidecar/contracts/src/OracleRequests.sol).
     #[sol(rpc)]
     #[derive(Debug)]
     interface OracleView {
@@ -36,6 +39,8 @@ pub mod member_status {
     pub const ENROLLED: u8 = 2;
     pub const SUSPENDED: u8 = 3;
     pub const REVOKED: u8 = 4;
+    /// The identity endpoint refused the join request (it may ask again).
+    pub const REJECTED: u8 = 5;
 }
 
 /// `Roles.Oracle`.

@@ -11,7 +11,7 @@ pub mod status;
 
 use crate::smart_contract_service::status::Computed;
 use crate::{
-    api::{AccessPolicy, AccessPolicyStatus, SmartContractService},
+    api::{AccessPolicy, AccessPolicyStatus, ApprovalMode, SmartContractService},
     context::{Context, FIELD_MANAGER},
     finalizers,
     smart_contract_service::{
@@ -126,7 +126,7 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
             .map_err(Error::Finalizer)?;
     }
 
-    let observation = observe(&policy, &ctx).await?;
+    let (observation, endpoints) = observe(&policy, &ctx).await?;
     if deleting {
         let skip = policy
             .annotations()
@@ -156,7 +156,19 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(ctx.progress.next(&key(&policy))));
     }
 
-    let outcome = status::compute(&policy, &observation);
+    // One approval setting per registry: whether this policy's is the one applied.
+    let refused = if policy.spec.approval.mode == ApprovalMode::Oracle {
+        let peers = others(&ctx, &policy).await?;
+        let mut all: Vec<&AccessPolicy> = peers.iter().collect();
+        all.push(&policy);
+        let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+        render::approval(&all, &endpoints)
+            .refused
+            .remove(&policy.name_any())
+    } else {
+        None
+    };
+    let outcome = status::compute(&policy, &observation, refused.as_ref());
     write_status(&policy, &ctx, outcome.status, &outcome.conditions).await?;
     Ok(match outcome.requeue {
         status::Requeue::Synced => {
@@ -193,22 +205,36 @@ async fn others(ctx: &Context, policy: &AccessPolicy) -> Result<Vec<AccessPolicy
     )
 }
 
-/// Dereferences the registry service and reads its registry from the chain.
-async fn observe(policy: &AccessPolicy, ctx: &Context) -> Result<Observation, Error> {
+/// Dereferences the registry service and reads its registry from the chain;
+/// also returns the names of the registry service's oracle endpoints.
+async fn observe(
+    policy: &AccessPolicy,
+    ctx: &Context,
+) -> Result<(Observation, Vec<String>), Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let registry_name = &policy.spec.registry.name;
     let (registry, admin) = match registry_admin(ctx, None, &namespace, registry_name).await? {
         Ok(found) => found,
         Err(PolicyLookup::RegistrySignerNotFound { .. }) => {
-            return Ok(Observation::RegistrySignerNotFound);
+            return Ok((Observation::RegistrySignerNotFound, vec![]));
         }
-        Err(_) => return Ok(Observation::RegistryServiceNotFound),
+        Err(_) => return Ok((Observation::RegistryServiceNotFound, vec![])),
     };
+    let endpoints = registry
+        .spec
+        .oracle
+        .iter()
+        .flat_map(|o| &o.endpoints)
+        .map(|e| e.name.clone())
+        .collect();
     let Some(rpc_url) = registry.spec.chain.rpc_url.clone() else {
-        return Ok(Observation::RpcUrlSecretNotSupported);
+        return Ok((Observation::RpcUrlSecretNotSupported, endpoints));
     };
     let address = kontrakt_sidecar::addresses::registry_address(&namespace, registry_name, admin);
-    Ok(status::read_registry(ctx, &rpc_url, address, admin).await)
+    Ok((
+        status::read_registry(ctx, &rpc_url, address, admin).await,
+        endpoints,
+    ))
 }
 
 /// Writes the status when it changed; one Event per condition that changed.

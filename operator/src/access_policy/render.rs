@@ -7,10 +7,11 @@
 //! fulfilments for nonces). So the operator only renders the desired
 //! membership into that sidecar's config and reads the chain back for status.
 
-use crate::api::{AccessPolicy, ParticipantApproval, Role};
+use crate::api::{AccessPolicy, ApprovalMode, ParticipantApproval, Role};
 use alloy::primitives::Address;
 use kontrakt_sidecar::config::{
-    self, AccessConfig, AccessRule, ApiOperation, EnrollmentConfig, ParticipantState,
+    self, AccessConfig, AccessRule, ApiOperation, EnrollmentConfig, OracleApproval,
+    ParticipantState,
 };
 use kube::ResourceExt;
 use std::collections::BTreeMap;
@@ -93,8 +94,14 @@ pub fn desired_members(policies: &[&AccessPolicy], admin: Address) -> Vec<Desire
     members.into_values().collect()
 }
 
-/// The `enrollment:` section of the registry service's sidecar (None when no policy names it).
-pub fn enrollment(policies: &[&AccessPolicy], admin: Address) -> Option<EnrollmentConfig> {
+/// The `enrollment:` section of the registry service's sidecar (None when no
+/// policy names it). `endpoints` are the names of the registry service's oracle
+/// endpoints (an identity endpoint must be one of them).
+pub fn enrollment(
+    policies: &[&AccessPolicy],
+    admin: Address,
+    endpoints: &[&str],
+) -> Option<EnrollmentConfig> {
     // A policy being deleted still needs its registry's sidecar to revoke what
     // it enrolled: the section stays (without its participants) while any
     // policy, live or being deleted, names the registry.
@@ -103,7 +110,92 @@ pub fn enrollment(policies: &[&AccessPolicy], admin: Address) -> Option<Enrollme
             .into_iter()
             .map(|d| d.participant)
             .collect(),
+        approval: approval(policies, endpoints).config,
     })
+}
+
+/// The identity endpoint's answer window when the policy names none.
+pub const DEFAULT_APPROVAL_WINDOW: u32 = 3_600;
+
+/// Why a policy's `approval: Oracle` is not what its registry does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRefused {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The one approval setting of a registry, from the policies naming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalPlan {
+    /// What the registry's sidecar turns on (None: listing only).
+    pub config: Option<OracleApproval>,
+    /// Policy name → why its Oracle approval is not applied.
+    pub refused: BTreeMap<String, ApprovalRefused>,
+}
+
+/// A registry verifies join requests in one way: the first live policy by name
+/// asking for `approval: Oracle` with an identity endpoint the registry service
+/// has decides it; other Oracle policies asking for the same are served, those
+/// asking for another endpoint or window are refused (reported on them, never
+/// applied). Manual policies add nothing: their listing works either way.
+pub fn approval(policies: &[&AccessPolicy], endpoints: &[&str]) -> ApprovalPlan {
+    let mut sorted: Vec<&AccessPolicy> = policies
+        .iter()
+        .copied()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.spec.approval.mode == ApprovalMode::Oracle)
+        .collect();
+    sorted.sort_by_key(|p| p.name_any());
+    let mut plan = ApprovalPlan::default();
+    let mut decided_by: Option<String> = None;
+    for policy in sorted {
+        let endpoint = policy
+            .spec
+            .approval
+            .identity_endpoint
+            .clone()
+            .unwrap_or_default();
+        let wanted = OracleApproval {
+            endpoint: endpoint.clone(),
+            window_seconds: policy
+                .spec
+                .approval
+                .window_seconds
+                .and_then(|w| u32::try_from(w).ok())
+                .unwrap_or(DEFAULT_APPROVAL_WINDOW),
+        };
+        let registry = &policy.spec.registry.name;
+        let refused = if !endpoints.contains(&endpoint.as_str()) {
+            Some(ApprovalRefused {
+                reason: "IdentityEndpointNotFound",
+                message: format!(
+                    "the registry SmartContractService {registry:?} has no oracle endpoint {endpoint:?} (it has {endpoints:?}): join requests stay pending until the policy lists them"
+                ),
+            })
+        } else {
+            match (&plan.config, &decided_by) {
+                (Some(current), Some(by)) if *current != wanted => Some(ApprovalRefused {
+                    reason: "ApprovalConflict",
+                    message: format!(
+                        "policy {by:?} already has the registry {registry:?} verify join requests through endpoint {:?} within {}s; a registry has one approval setting",
+                        current.endpoint, current.window_seconds
+                    ),
+                }),
+                _ => None,
+            }
+        };
+        match refused {
+            Some(r) => {
+                plan.refused.insert(policy.name_any(), r);
+            }
+            None if plan.config.is_none() => {
+                plan.config = Some(wanted);
+                decided_by = Some(policy.name_any());
+            }
+            None => {}
+        }
+    }
+    plan
 }
 
 /// The `access:` section of a service that references `policy`: its rules
@@ -201,12 +293,65 @@ mod tests {
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::now(),
             ));
-        let section = enrollment(&[&gone], ADMIN).expect("kept while the policy is deleted");
+        let section = enrollment(&[&gone], ADMIN, &[]).expect("kept while the policy is deleted");
         assert!(
             section.participants.is_empty(),
             "its participants are revoked"
         );
-        assert_eq!(enrollment(&[], ADMIN), None);
+        assert_eq!(enrollment(&[], ADMIN, &[]), None);
+    }
+
+    fn oracle(name: &str, endpoint: &str, window: Option<i32>) -> AccessPolicy {
+        let mut p = policy(name, &[]);
+        p.spec.approval.mode = ApprovalMode::Oracle;
+        p.spec.approval.identity_endpoint = Some(endpoint.into());
+        p.spec.approval.window_seconds = window;
+        p
+    }
+
+    #[test]
+    fn one_approval_per_registry_the_first_oracle_policy_by_name_decides() {
+        let manual = policy("a-manual", &[]);
+        let b = oracle("b-idp", "IdentityCheck", None);
+        let c_same = oracle("c-same", "IdentityCheck", Some(3_600));
+        let d_other = oracle("d-other", "OtherCheck", None);
+        let e_missing = oracle("e-missing", "Nowhere", None);
+        let endpoints = ["IdentityCheck", "OtherCheck"];
+        let plan = approval(&[&e_missing, &d_other, &c_same, &b, &manual], &endpoints);
+        assert_eq!(
+            plan.config,
+            Some(OracleApproval {
+                endpoint: "IdentityCheck".into(),
+                window_seconds: DEFAULT_APPROVAL_WINDOW,
+            })
+        );
+        let reasons: Vec<(&str, &str)> = plan
+            .refused
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("d-other", "ApprovalConflict"),
+                ("e-missing", "IdentityEndpointNotFound")
+            ]
+        );
+        // Manual only, or the Oracle policy being deleted: listing only.
+        assert_eq!(approval(&[&manual], &endpoints), ApprovalPlan::default());
+        let mut gone = b.clone();
+        gone.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        assert_eq!(
+            enrollment(&[&gone], ADMIN, &endpoints).unwrap().approval,
+            None
+        );
+        assert_eq!(
+            enrollment(&[&b], ADMIN, &endpoints).unwrap().approval,
+            plan.config
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! AccessPolicy status: the registry as read from the chain, compared with
 //! the participants the policy lists. Pure except [`read_registry`].
 
-use super::render::{self, Desired};
+use super::render::{self, ApprovalRefused, Desired};
 use crate::api::{
     AccessPolicy, AccessPolicyStatus, ApprovalMode, ParticipantState as Listed, condition,
 };
@@ -13,7 +13,7 @@ use crate::smart_contract_service::status::Computed;
 use crate::views::{RegistryView, member_status};
 use alloy::primitives::Address;
 use alloy::providers::Provider;
-use kontrakt_sidecar::config::{self, ParticipantState};
+use kontrakt_sidecar::config::{self, OracleApproval, ParticipantState};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Member records read per call; pages are followed up to [`MAX_PAGES`].
@@ -45,6 +45,10 @@ pub enum Observation {
         address: Address,
         admin: Address,
         members: BTreeMap<Address, Record>,
+        /// The registry's oracle approval (None: listing only).
+        approval: Option<OracleApproval>,
+        /// Enrolled members the identity endpoint approved (not a listing).
+        by_oracle: BTreeSet<Address>,
     },
 }
 
@@ -98,10 +102,37 @@ pub async fn read_registry(
             }
             cursor = page.next;
         }
+        let approval = view
+            .oracleApproval()
+            .call()
+            .block(at)
+            .await
+            .map_err(|e| e.to_string())?;
+        let approval = (!approval.endpoint.is_empty()).then_some(OracleApproval {
+            endpoint: approval.endpoint,
+            window_seconds: approval.windowSeconds,
+        });
+        let enrolled: Vec<Address> = members
+            .iter()
+            .filter(|(_, r)| r.status == member_status::ENROLLED)
+            .map(|(a, _)| *a)
+            .collect();
+        let mut by_oracle = BTreeSet::new();
+        for chunk in enrolled.chunks(PAGE as usize) {
+            let flags = view
+                .enrolledByOracle(chunk.to_vec())
+                .call()
+                .block(at)
+                .await
+                .map_err(|e| e.to_string())?;
+            by_oracle.extend(chunk.iter().zip(flags).filter(|(_, f)| *f).map(|(a, _)| *a));
+        }
         Ok::<_, String>(Observation::Registry {
             address,
             admin,
             members,
+            approval,
+            by_oracle,
         })
     };
     // Paging a large registry takes several calls: allow one timeout per page.
@@ -138,7 +169,10 @@ pub fn in_sync(desired: &config::Participant, record: Option<&Record>) -> bool {
     match desired.state {
         ParticipantState::Enrolled => status == member_status::ENROLLED && role_ok && expiry_ok,
         ParticipantState::Pending => {
-            matches!(status, member_status::NONE | member_status::PENDING)
+            matches!(
+                status,
+                member_status::NONE | member_status::PENDING | member_status::REJECTED
+            )
         }
         ParticipantState::Suspended => status == member_status::SUSPENDED && role_ok,
     }
@@ -151,6 +185,7 @@ fn state_name(record: Option<&Record>) -> &'static str {
         Some(member_status::ENROLLED) => "enrolled",
         Some(member_status::SUSPENDED) => "suspended",
         Some(member_status::REVOKED) => "revoked",
+        Some(member_status::REJECTED) => "rejected",
         Some(_) => "unknown",
     }
 }
@@ -164,8 +199,14 @@ fn ready_from(c: &Computed) -> Computed {
     }
 }
 
-/// The status of `policy` from what was observed. Pure.
-pub fn compute(policy: &AccessPolicy, observation: &Observation) -> Outcome {
+/// The status of `policy` from what was observed. Pure. `refused`: why the
+/// policy's `approval: Oracle` is not applied to its registry (see
+/// [`render::approval`]).
+pub fn compute(
+    policy: &AccessPolicy,
+    observation: &Observation,
+    refused: Option<&ApprovalRefused>,
+) -> Outcome {
     let mut status = AccessPolicyStatus {
         observed_generation: policy.metadata.generation,
         ..Default::default()
@@ -231,11 +272,13 @@ pub fn compute(policy: &AccessPolicy, observation: &Observation) -> Outcome {
             address,
             admin,
             members,
+            by_oracle,
+            ..
         } => match admin_listed(policy, *admin) {
             Some(c) => (c, Requeue::OnChange),
             None => {
                 let desired = render::desired_members(&[policy], *admin);
-                fill_lists(&mut status, policy, &desired, members);
+                fill_lists(&mut status, policy, &desired, members, by_oracle);
                 let behind: Vec<String> = desired
                     .iter()
                     .filter(|d| !in_sync(&d.participant, members.get(&d.participant.address)))
@@ -282,23 +325,82 @@ pub fn compute(policy: &AccessPolicy, observation: &Observation) -> Outcome {
             }
         },
     };
-    let ready = ready_from(&c);
+    let mut ready = ready_from(&c);
+    let mut requeue = requeue;
     let mut conditions = vec![c];
     if policy.spec.approval.mode == ApprovalMode::Oracle {
-        // Listing participants works in either mode; only the automatic
-        // approval of join requests through the identity endpoint is missing.
-        conditions.push(Computed {
-            type_: ORACLE_APPROVAL,
-            status: false,
-            reason: "OracleApprovalNotAvailable",
-            message: "approval mode Oracle is not available yet: join requests stay pending until the policy lists them".into(),
-        });
+        let approval = oracle_approval(policy, observation, refused);
+        if !approval.status && ready.status {
+            // Listing works, but join requests are not verified as asked.
+            ready = ready_from(&approval);
+            requeue = match refused {
+                Some(_) => Requeue::OnChange,
+                None => Requeue::Waiting,
+            };
+        }
+        conditions.push(approval);
     }
     conditions.push(ready);
     Outcome {
         status,
         conditions,
         requeue,
+    }
+}
+
+/// `OracleApproval` of a policy with `approval: Oracle`: True once its
+/// registry sends join requests to the policy's identity endpoint.
+fn oracle_approval(
+    policy: &AccessPolicy,
+    observation: &Observation,
+    refused: Option<&ApprovalRefused>,
+) -> Computed {
+    let not = |reason, message| Computed {
+        type_: ORACLE_APPROVAL,
+        status: false,
+        reason,
+        message,
+    };
+    if let Some(r) = refused {
+        return not(r.reason, r.message.clone());
+    }
+    let endpoint = policy
+        .spec
+        .approval
+        .identity_endpoint
+        .clone()
+        .unwrap_or_default();
+    let window = policy
+        .spec
+        .approval
+        .window_seconds
+        .and_then(|w| u32::try_from(w).ok())
+        .unwrap_or(render::DEFAULT_APPROVAL_WINDOW);
+    let registry = &policy.spec.registry.name;
+    match observation {
+        Observation::Registry {
+            approval: Some(a),
+            by_oracle,
+            ..
+        } if a.endpoint == endpoint && a.window_seconds == window => Computed {
+            type_: ORACLE_APPROVAL,
+            status: true,
+            reason: "IdentityEndpointVerifies",
+            message: format!(
+                "join requests are verified by endpoint {endpoint:?} (answer within {window}s); {} account(s) enrolled through it",
+                by_oracle.len()
+            ),
+        },
+        Observation::Registry { .. } | Observation::RegistryNotDeployed { .. } => not(
+            "ApprovalNotApplied",
+            format!(
+                "the sidecar of {registry:?} has not set the registry to verify join requests through {endpoint:?} yet"
+            ),
+        ),
+        _ => not(
+            "RegistryNotRead",
+            "the registry could not be read (see Synced)".into(),
+        ),
     }
 }
 
@@ -326,7 +428,10 @@ fn fill_lists(
     policy: &AccessPolicy,
     desired: &[Desired],
     members: &BTreeMap<Address, Record>,
+    by_oracle: &BTreeSet<Address>,
 ) {
+    // Accounts the identity endpoint enrolled belong to the Oracle policies.
+    let oracle_policy = policy.spec.approval.mode == ApprovalMode::Oracle;
     let names: BTreeMap<Address, &str> = desired
         .iter()
         .map(|d| (d.participant.address, d.name.as_str()))
@@ -342,28 +447,34 @@ fn fill_lists(
             // Enrolled and suspended accounts of other policies on the same
             // registry are theirs to report; pending and revoked ones are
             // shown to every policy of the registry (anyone may ask to join).
-            member_status::ENROLLED if listed(a) => status.enrolled.push(entry(a, r)),
+            member_status::ENROLLED if listed(a) || (oracle_policy && by_oracle.contains(a)) => {
+                status.enrolled.push(entry(a, r))
+            }
             member_status::SUSPENDED if listed(a) => status.suspended.push(entry(a, r)),
             member_status::PENDING => status.pending.push(entry(a, r)),
             member_status::REVOKED => status.revoked.push(entry(a, r)),
+            member_status::REJECTED => status.rejected.push(entry(a, r)),
             _ => {}
         }
     }
-    let _ = policy;
     status.enrolled_count = Some(status.enrolled.len() as i64);
     status.pending_count = Some(status.pending.len() as i64);
     status.revoked_count = Some(status.revoked.len() as i64);
 }
 
 /// On delete: whether nothing this policy enrolled (and no other live policy
-/// lists) is still enrolled or suspended on chain.
+/// lists) is still enrolled or suspended on chain. For an Oracle policy that
+/// also covers the accounts its identity endpoint enrolled, unless another live
+/// Oracle policy keeps the registry's approval on.
 pub fn revocations_done(
     policy: &AccessPolicy,
     observation: &Observation,
     others: &[AccessPolicy],
 ) -> bool {
-    let members = match observation {
-        Observation::Registry { members, .. } => members,
+    let (members, by_oracle) = match observation {
+        Observation::Registry {
+            members, by_oracle, ..
+        } => (members, by_oracle),
         // Nothing on chain, or nothing left that could revoke.
         Observation::RegistryNotDeployed { .. }
         | Observation::RegistryServiceNotFound
@@ -375,11 +486,20 @@ pub fn revocations_done(
         .flat_map(|p| &p.spec.participants)
         .filter_map(|p| p.address.parse().ok())
         .collect();
+    let approval_stays = others
+        .iter()
+        .any(|p| p.spec.approval.mode == ApprovalMode::Oracle);
+    let through_oracle = (policy.spec.approval.mode == ApprovalMode::Oracle && !approval_stays)
+        .then_some(by_oracle)
+        .into_iter()
+        .flatten()
+        .copied();
     policy
         .spec
         .participants
         .iter()
         .filter_map(|p| p.address.parse::<Address>().ok())
+        .chain(through_oracle)
         .filter(|a| !kept.contains(a))
         .all(|a| {
             !members.get(&a).is_some_and(|r| {
@@ -441,6 +561,8 @@ mod tests {
                 .iter()
                 .map(|(a, s)| (a.parse().unwrap(), record(*s)))
                 .collect(),
+            approval: None,
+            by_oracle: BTreeSet::new(),
         }
     }
 
@@ -454,6 +576,7 @@ mod tests {
                 (B, member_status::ENROLLED),
                 (C, member_status::PENDING),
             ]),
+            None,
         );
         assert_eq!(out.requeue, Requeue::Synced);
         assert!(
@@ -473,7 +596,7 @@ mod tests {
     #[test]
     fn participants_behind_the_chain_are_named() {
         let p = policy(&[("supplier", A), ("maker", B)]);
-        let out = compute(&p, &registry(&[(A, member_status::ENROLLED)]));
+        let out = compute(&p, &registry(&[(A, member_status::ENROLLED)]), None);
         assert_eq!(out.requeue, Requeue::Waiting);
         let synced = &out.conditions[0];
         assert_eq!((synced.status, synced.reason), (false, "NotInSync"));
@@ -491,7 +614,7 @@ mod tests {
     fn listing_the_admin_is_refused_with_the_reason() {
         let admin = format!("{ADMIN:#x}");
         let p = policy(&[("boss", &admin)]);
-        let out = compute(&p, &registry(&[]));
+        let out = compute(&p, &registry(&[]), None);
         assert_eq!(out.requeue, Requeue::OnChange);
         assert_eq!(out.conditions[1].reason, "AdminIsParticipant");
         assert!(
@@ -501,31 +624,115 @@ mod tests {
         );
     }
 
-    #[test]
-    fn oracle_approval_says_it_is_not_available_and_manual_listing_still_works() {
-        let mut p = policy(&[("supplier", A)]);
+    fn oracle_policy(participants: &[(&str, &str)]) -> AccessPolicy {
+        let mut p = policy(participants);
         p.spec.approval.mode = ApprovalMode::Oracle;
         p.spec.approval.identity_endpoint = Some("IdentityCheck".into());
-        let out = compute(&p, &registry(&[(A, member_status::ENROLLED)]));
-        let oracle = out
-            .conditions
-            .iter()
-            .find(|c| c.type_ == ORACLE_APPROVAL)
-            .unwrap();
+        p
+    }
+
+    fn condition<'a>(out: &'a Outcome, type_: &str) -> &'a Computed {
+        out.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn oracle_approval_is_true_once_the_registry_verifies_through_the_endpoint() {
+        let p = oracle_policy(&[("supplier", A)]);
+        let mut chain = registry(&[
+            (A, member_status::ENROLLED),
+            (B, member_status::ENROLLED),
+            (C, member_status::REJECTED),
+        ]);
+        // Not applied yet: listing is in sync, Ready waits for the approval.
+        let out = compute(&p, &chain, None);
+        let oracle = condition(&out, ORACLE_APPROVAL);
         assert_eq!(
             (oracle.status, oracle.reason),
-            (false, "OracleApprovalNotAvailable")
+            (false, "ApprovalNotApplied")
         );
+        assert!(condition(&out, condition::SYNCED).status);
         assert_eq!(
-            out.requeue,
-            Requeue::Synced,
-            "the listed participant is in sync"
+            condition(&out, condition::READY).reason,
+            "ApprovalNotApplied"
+        );
+        assert_eq!(out.requeue, Requeue::Waiting);
+
+        let Observation::Registry {
+            approval,
+            by_oracle,
+            ..
+        } = &mut chain
+        else {
+            unreachable!()
+        };
+        *approval = Some(OracleApproval {
+            endpoint: "IdentityCheck".into(),
+            window_seconds: render::DEFAULT_APPROVAL_WINDOW,
+        });
+        by_oracle.insert(B.parse().unwrap());
+        let out = compute(&p, &chain, None);
+        let oracle = condition(&out, ORACLE_APPROVAL);
+        assert_eq!(
+            (oracle.status, oracle.reason),
+            (true, "IdentityEndpointVerifies")
+        );
+        assert!(oracle.message.contains("1 account(s) enrolled through it"));
+        assert!(condition(&out, condition::READY).status);
+        assert_eq!(out.requeue, Requeue::Synced);
+        let enrolled: Vec<(Option<&str>, &str)> = out
+            .status
+            .enrolled
+            .iter()
+            .map(|e| (e.name.as_deref(), e.address.as_str()))
+            .collect();
+        assert_eq!(
+            enrolled,
+            vec![(None, B), (Some("supplier"), A)],
+            "by address"
+        );
+        assert_eq!(out.status.rejected.len(), 1, "{:?}", out.status);
+
+        // A Manual policy on the same registry does not claim the oracle's accounts.
+        let manual = compute(&policy(&[("supplier", A)]), &chain, None);
+        assert_eq!(manual.status.enrolled.len(), 1);
+        assert!(manual.conditions.iter().all(|c| c.type_ != ORACLE_APPROVAL));
+
+        // Refused (another policy decides the registry's approval): reported, not retried.
+        let refused = ApprovalRefused {
+            reason: "ApprovalConflict",
+            message: "policy \"a\" already ...".into(),
+        };
+        let out = compute(&p, &chain, Some(&refused));
+        assert_eq!(condition(&out, ORACLE_APPROVAL).reason, "ApprovalConflict");
+        assert!(!condition(&out, condition::READY).status);
+        assert_eq!(out.requeue, Requeue::OnChange);
+    }
+
+    #[test]
+    fn deleting_the_oracle_policy_waits_for_what_its_endpoint_enrolled() {
+        let p = oracle_policy(&[]);
+        let mut chain = registry(&[(B, member_status::ENROLLED)]);
+        assert!(
+            revocations_done(&p, &chain, &[]),
+            "nothing through the oracle"
+        );
+        if let Observation::Registry { by_oracle, .. } = &mut chain {
+            by_oracle.insert(B.parse().unwrap());
+        }
+        assert!(!revocations_done(&p, &chain, &[]));
+        assert!(
+            revocations_done(&p, &chain, &[oracle_policy(&[])]),
+            "another Oracle policy keeps the approval on"
+        );
+        assert!(
+            !revocations_done(&p, &chain, &[policy(&[])]),
+            "a Manual policy does not"
         );
     }
 
     #[test]
     fn a_missing_registry_service_is_reported_and_looked_at_slowly() {
-        let out = compute(&policy(&[]), &Observation::RegistryServiceNotFound);
+        let out = compute(&policy(&[]), &Observation::RegistryServiceNotFound, None);
         assert_eq!(out.requeue, Requeue::MissingReference);
         assert_eq!(out.conditions[1].reason, "RegistryNotFound");
     }
@@ -559,6 +766,7 @@ mod tests {
         };
         assert!(in_sync(&d, None));
         assert!(in_sync(&d, Some(&record(member_status::PENDING))));
+        assert!(in_sync(&d, Some(&record(member_status::REJECTED))));
         assert!(!in_sync(&d, Some(&record(member_status::ENROLLED))));
     }
 }

@@ -129,9 +129,16 @@ pub struct Approval {
     #[serde(default)]
     pub mode: ApprovalMode,
     /// Name of the registry service's oracle endpoint that verifies identities (mode Oracle).
+    /// It is asked with the parameters `account` (lowercase 0x address) and `role`, and its
+    /// `resultPath` must select a JSON bool: true enrolls the account, false rejects the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub identity_endpoint: Option<String>,
+    /// How long the identity endpoint has to answer a join request (mode Oracle; default
+    /// 3600). Unanswered, the request expires and the account stays pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 2_592_000))]
+    pub window_seconds: Option<i32>,
 }
 
 /// Whether a listed participant is enrolled now or waits.
@@ -219,6 +226,9 @@ pub struct AccessPolicyStatus {
     /// Participants revoked on chain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked: Vec<ParticipantState>,
+    /// Accounts whose join request the identity endpoint refused (mode Oracle); they may ask again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<ParticipantState>,
     /// Number of enrolled participants (for `kubectl get`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrolled_count: Option<i64>,

@@ -210,7 +210,13 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             Some(render::access(policy)),
         ),
     };
-    let enrollment = render::enrollment(&refs.hosted_policies, admin);
+    let endpoint_names: Vec<&str> = spec
+        .oracle
+        .iter()
+        .flat_map(|o| &o.endpoints)
+        .map(|e| e.name.as_str())
+        .collect();
+    let enrollment = render::enrollment(&refs.hosted_policies, admin, &endpoint_names);
     let hosted_registry = enrollment
         .is_some()
         .then(|| kontrakt_sidecar::addresses::registry_address(&namespace, &name, admin));

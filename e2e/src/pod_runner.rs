@@ -11,8 +11,8 @@
 //! SIGTERM, then SIGKILL, and the root is removed. `e2e/demo.sh` does the same
 //! for one pod in shell.
 //!
-//! Like the kubelet, it restarts a process that exited (with a growing delay)
-//! and runs the readiness probe: kwok marks every pod Ready at once, but a real
+//! Like the kubelet, it restarts a process that exited (with a growing delay,
+//! in the same root: an emptyDir outlives a container restart) and runs the readiness probe: kwok marks every pod Ready at once, but a real
 //! sidecar pod is Ready only while `GET /readyz` answers 200 (the pair is in
 //! place). The runner probes each process every tick and writes the pod's
 //! `Ready` condition when the answer changes, so the Deployment's available
@@ -70,8 +70,9 @@ struct Process {
     addr: SocketAddr,
     child: Child,
     log: PathBuf,
-    /// Removed (with the key file) when the process is dropped.
-    _root: tempfile::TempDir,
+    /// The pod's root, shared with the runner: removed (with the key file) once the pod is
+    /// gone and its process dropped.
+    _root: Arc<tempfile::TempDir>,
 }
 
 impl Drop for Process {
@@ -109,6 +110,7 @@ impl PodRunner {
             pods: BTreeMap::new(),
             restarts: HashMap::new(),
             last_error: HashMap::new(),
+            roots: HashMap::new(),
         };
         let pods: Api<Pod> = Api::namespaced(client, namespace);
         let task = tokio::spawn(runner.run(pods));
@@ -164,6 +166,9 @@ struct Runner {
     restarts: HashMap<String, (u32, Instant)>,
     /// Pod name -> the last reason it could not start (printed once per change).
     last_error: HashMap<String, String>,
+    /// Pod uid -> its root. Kept across restarts of the pod's process: like the kubelet's,
+    /// an emptyDir outlives a container restart and goes with the pod.
+    roots: HashMap<String, Arc<tempfile::TempDir>>,
 }
 
 impl Runner {
@@ -274,6 +279,8 @@ impl Runner {
         }
         self.restarts
             .retain(|uid, _| wanted.values().any(|u| u == uid));
+        self.roots
+            .retain(|uid, _| wanted.values().any(|u| u == uid));
         self.last_error.retain(|name, _| wanted.contains_key(name));
 
         for (name, uid) in &wanted {
@@ -295,7 +302,24 @@ impl Runner {
                 _ => {}
             }
             let pod = self.pods[name].clone();
-            match self.launch(&pod).await {
+            let root = match self.roots.get(uid) {
+                Some(root) => root.clone(),
+                None => match tempfile::Builder::new()
+                    .prefix(&format!("kontrakt-pod-{name}-"))
+                    .tempdir()
+                {
+                    Ok(root) => {
+                        let root = Arc::new(root);
+                        self.roots.insert(uid.clone(), root.clone());
+                        root
+                    }
+                    Err(e) => {
+                        eprintln!("pod runner: pod {name}: temp root: {e}");
+                        continue;
+                    }
+                },
+            };
+            match self.launch(&pod, root).await {
                 Ok(p) => {
                     eprintln!(
                         "pod runner: pod {name} runs as pid {} on {} (log {})",
@@ -321,7 +345,7 @@ impl Runner {
     }
 
     /// Materialises the pod's mounts, rewrites its config and spawns the binary.
-    async fn launch(&self, pod: &Pod) -> Result<Process, String> {
+    async fn launch(&self, pod: &Pod, root: Arc<tempfile::TempDir>) -> Result<Process, String> {
         let name = pod.name_any();
         let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
         let container = spec
@@ -329,10 +353,6 @@ impl Runner {
             .iter()
             .find(|c| c.name == SIDECAR_CONTAINER)
             .ok_or_else(|| format!("pod has no container {SIDECAR_CONTAINER}"))?;
-        let root = tempfile::Builder::new()
-            .prefix(&format!("kontrakt-pod-{name}-"))
-            .tempdir()
-            .map_err(|e| format!("temp root: {e}"))?;
         let root_path = root.path().to_path_buf();
 
         // Volumes, at <root><mountPath>.
@@ -415,7 +435,12 @@ impl Runner {
 
         let env = self.env(pod, container).await?;
         let log = root_path.join("sidecar.log");
-        let out = fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
+        // Appended to: the log of an earlier run of the pod's process stays readable.
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("log file: {e}"))?;
         let err = out.try_clone().map_err(|e| format!("log file: {e}"))?;
         let mut cmd = Command::new(&self.binary);
         cmd.args(&args)

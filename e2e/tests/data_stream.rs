@@ -216,3 +216,272 @@ alloy::sol! {
         function ratingOf(address account) external view returns (uint256 sum, uint256 count);
     }
 }
+
+/// A pump whose telemetry the test can switch off: while offline it drops
+/// every connection unanswered; each reading it serves is recorded with the
+/// moment it went out.
+struct SwitchableSensor {
+    port: u16,
+    online: Arc<std::sync::atomic::AtomicBool>,
+    served: Arc<std::sync::Mutex<Vec<(u64, std::time::Instant)>>>,
+}
+
+impl SwitchableSensor {
+    async fn start() -> SwitchableSensor {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let online = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicU64::new(0));
+        let (on, log) = (online.clone(), served.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                if !on.load(Ordering::SeqCst) {
+                    drop(socket); // offline: nothing answers
+                    continue;
+                }
+                let (count, log) = (count.clone(), log.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    let body = json!({ "pump": "VerticalPump-9", "reading": n }).to_string();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(response.as_bytes()).await.is_ok() {
+                        let _ = socket.shutdown().await;
+                        log.lock().unwrap().push((n, std::time::Instant::now()));
+                    }
+                });
+            }
+        });
+        SwitchableSensor {
+            port,
+            online,
+            served,
+        }
+    }
+
+    fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::SeqCst);
+    }
+
+    /// Readings served before `t`.
+    fn served_before(&self, t: std::time::Instant) -> Vec<u64> {
+        self.served
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, at)| *at < t)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+/// The operator's publisher pod under faults: its sensor goes offline (the
+/// publisher keeps running, status says the source is silent, then receiving
+/// again), and its process is killed with a batch half full and restarted by
+/// the pod runner as the kubelet would (same pod, same emptyDir): no reading
+/// served before the kill is lost, no batch is anchored twice.
+#[tokio::test]
+async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
+    let binary = tokio::task::spawn_blocking(sidecar_binary)
+        .await
+        .expect("sidecar binary");
+    let anvil = Anvil::start(&[]).expect("anvil");
+    let client = cluster().await;
+    let ns = TestNamespace::create(&client, "stream-faults").await;
+    create_secret(&client, ns.name(), "signer", DEV_KEYS[0]).await;
+    let _controller = start_controller(client.clone(), ns.name(), Duration::from_secs(2));
+    let runner = PodRunner::start(client.clone(), ns.name(), binary);
+    let sensor = SwitchableSensor::start().await;
+    Api::<SmartContractService>::namespaced(client.clone(), ns.name())
+        .create(&PostParams::default(), &service("shipping", &anvil.url, 1))
+        .await
+        .expect("seller");
+    let streams: Api<DataStream> = Api::namespaced(client.clone(), ns.name());
+    let ds: DataStream = serde_json::from_value(json!({
+        "apiVersion": "kontrakt.dev/v1alpha1",
+        "kind": "DataStream",
+        "metadata": { "name": "pump-9" },
+        "spec": {
+            "seller": { "name": "shipping" },
+            "source": { "http": { "url": format!("http://127.0.0.1:{}/telemetry", sensor.port), "intervalSeconds": 1 } },
+            "pricing": { "pricePerSecondWei": PRICE, "minDurationSeconds": SECONDS },
+            "integrity": { "batchSize": 3, "maxDelaySeconds": 2 },
+        }
+    }))
+    .unwrap();
+    streams
+        .create(&PostParams::default(), &ds)
+        .await
+        .expect("create stream");
+    let receiving = |s: &kontrakt_operator::api::DataStreamStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Receiving")
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    let ready = |s: &kontrakt_operator::api::DataStreamStatus| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    };
+    let status = wait_for("Ready and receiving", LIMIT, || async {
+        let s = streams.get("pump-9").await.ok()?.status?;
+        (ready(&s) && receiving(&s) == Some(("True".into(), "BatchesAnchored".into()))).then_some(s)
+    })
+    .await;
+    let stream_id: U256 = status.stream_id.as_deref().unwrap().parse().unwrap();
+    let publisher_pod = || {
+        runner
+            .running()
+            .into_iter()
+            .find(|(pod, _)| pod.starts_with("pump-9-publisher"))
+            .unwrap_or_else(|| panic!("no publisher process: {:?}", runner.running()))
+    };
+    let (pod, _) = publisher_pod();
+    let pid = runner.pid(&pod).expect("publisher pid");
+
+    // The sensor goes offline: the publisher keeps running, the status says so.
+    sensor.set_online(false);
+    let silent = wait_for("Receiving=False SourceSilent", LIMIT, || async {
+        let s = streams.get("pump-9").await.ok()?.status?;
+        (receiving(&s).map(|r| r.1).as_deref() == Some("SourceSilent")).then_some(s)
+    })
+    .await;
+    assert!(ready(&silent), "anchored data is still served: {silent:?}");
+    assert_eq!(
+        runner.pid(&pod),
+        Some(pid),
+        "the publisher kept running\n{}",
+        runner.log_tails(20)
+    );
+    sensor.set_online(true);
+    wait_for("receiving again", LIMIT, || async {
+        let s = streams.get("pump-9").await.ok()?.status?;
+        (receiving(&s).map(|r| r.0).as_deref() == Some("True")).then_some(())
+    })
+    .await;
+
+    // Killed with a batch half full: right after a batch is anchored, about
+    // 1.5 readings into the next one (batches of 3, one reading a second).
+    let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
+    let market = kontrakt_sidecar::addresses::market_address(Address::ZERO);
+    let last_batch = || async {
+        kontrakt_sidecar::stream::market::DataMarket::new(market, &provider)
+            .streamOf(stream_id)
+            .call()
+            .await
+            .map(|s| s.lastBatch)
+            .unwrap_or_default()
+    };
+    let before = last_batch().await;
+    wait_for("the next batch anchored", LIMIT, || async {
+        (last_batch().await > before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let killed_at = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let served_before_kill = sensor.served_before(killed_at - Duration::from_millis(500));
+    let new_pid = wait_for("the publisher restarted in its pod", LIMIT, || async {
+        runner.pid(&pod).filter(|p| *p != pid)
+    })
+    .await;
+    assert_ne!(new_pid, pid);
+    let last_needed = *served_before_kill.last().expect("readings before the kill");
+
+    // A buyer reads everything anchored once the readings before the kill are in.
+    let key: alloy::signers::local::PrivateKeySigner = DEV_KEYS[1].parse().unwrap();
+    let chain = Chain::connect(
+        &ChainConfig {
+            rpc_url: anvil.url.clone(),
+            chain_id: 31337,
+            retry: Default::default(),
+        },
+        key.clone(),
+    )
+    .await
+    .expect("buyer chain");
+    let buyer = Buyer::new(chain, key, market);
+    buyer
+        .subscribe(stream_id, SECONDS)
+        .await
+        .expect("subscribe");
+    let readings = wait_for(
+        "every reading served before the kill anchored and verified",
+        LIMIT,
+        || async {
+            let (_, addr) = publisher_pod();
+            let (messages, _) = buyer
+                .fetch_verified(&format!("http://{addr}"), stream_id, 0)
+                .await
+                .ok()?;
+            let readings: Vec<u64> = messages
+                .iter()
+                .map(|m| {
+                    let v: serde_json::Value = serde_json::from_slice(&m.data).expect("JSON");
+                    v["reading"].as_u64().expect("a reading")
+                })
+                .collect();
+            readings
+                .iter()
+                .any(|r| *r > last_needed)
+                .then_some(readings)
+        },
+    )
+    .await;
+    let mut sorted = readings.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, readings, "in order, none twice");
+    let missing: Vec<u64> = served_before_kill
+        .iter()
+        .filter(|n| !readings.contains(n))
+        .copied()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "readings served before the kill and lost: {missing:?}\n{}",
+        runner.log_tails(30)
+    );
+    // Each batch number anchored exactly once, numbered without gaps.
+    let logs = provider
+        .get_logs(
+            &alloy::rpc::types::Filter::new()
+                .address(market)
+                .event_signature(
+                    <kontrakt_sidecar::stream::market::DataMarket::BatchAnchored as alloy::sol_types::SolEvent>::SIGNATURE_HASH,
+                )
+                .topic1(alloy::primitives::B256::from(stream_id))
+                .from_block(0),
+        )
+        .await
+        .expect("BatchAnchored logs");
+    let batches: Vec<u64> = logs
+        .iter()
+        .map(|l| {
+            l.log_decode::<kontrakt_sidecar::stream::market::DataMarket::BatchAnchored>()
+                .expect("BatchAnchored")
+                .inner
+                .data
+                .batch
+        })
+        .collect();
+    let first = batches[0];
+    assert_eq!(
+        batches,
+        (first..first + batches.len() as u64).collect::<Vec<_>>(),
+        "each batch anchored once, in order"
+    );
+    drop(runner);
+}

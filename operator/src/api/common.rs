@@ -67,6 +67,9 @@ pub mod condition {
     pub const ENROLLED: &str = "Enrolled";
     /// A DataStream is registered on the market.
     pub const REGISTERED: &str = "Registered";
+    /// A DataStream's source delivers: batches are anchored as often as its
+    /// interval and batching lead one to expect.
+    pub const RECEIVING: &str = "Receiving";
     /// An AccessPolicy's participants match the registry on chain.
     pub const SYNCED: &str = "Synced";
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use super::common::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,12 @@ use serde::{Deserialize, Serialize};
         type_ = "integer",
         json_path = ".status.activeSubscribers",
         description = "Subscriptions paid and not expired"
+    ),
+    printcolumn(
+        name = "Receiving",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Receiving\")].status",
+        description = "Receiving condition: batches anchored as often as expected"
     ),
     printcolumn(
         name = "Ready",
@@ -176,7 +183,7 @@ impl Default for Integrity {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DataStreamStatus {
-    /// Conditions: Registered and Ready.
+    /// Conditions: Registered, Receiving and Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Conditions,
@@ -192,6 +199,9 @@ pub struct DataStreamStatus {
     /// Merkle root of the last anchored batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_root: Option<String>,
+    /// When the last batch was anchored (its block's time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_anchored_at: Option<Time>,
     /// Subscriptions paid and not expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_subscribers: Option<i64>,

@@ -152,7 +152,15 @@ fn data_stream_schema() {
     let names: Vec<_> = columns(&crd).into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
-        ["Seller", "Stream", "Batches", "Subscribers", "Ready", "Age"]
+        [
+            "Seller",
+            "Stream",
+            "Batches",
+            "Subscribers",
+            "Receiving",
+            "Ready",
+            "Age"
+        ]
     );
 
     assert_eq!(rules(at(&s, "spec.seller")), [IMMUTABLE_RULE]);

@@ -171,7 +171,9 @@ async fn reconcile(ds: Arc<DataStream>, ctx: Arc<Context>) -> Result<Action, Err
         } else if outcome.ready {
             ctx.backoff.reset(&key(&ds));
             ctx.progress.reset(&key(&ds));
-            Action::requeue(ctx.settings.resync)
+            // Often enough to notice a silent source (nothing else wakes us then).
+            let silence = Duration::from_secs(status::silence_after(&ds) / 2);
+            Action::requeue(ctx.settings.resync.min(silence.max(Duration::from_secs(5))))
         } else {
             Action::requeue(
                 ctx.progress

@@ -1,8 +1,15 @@
 //! DataStream status from the chain: the stream's id on the market (found by
 //! the seller's address and the stream key, so it is never stored), anchored
 //! batches, the last root, subscribers and revenue from the invoices.
+//!
+//! Whether the source delivers (`Receiving`) is read from the chain too: a
+//! source that answers makes the publisher anchor a batch at least every
+//! [`expected_gap`]. The publisher pod has no API credentials and the
+//! operator does not call into pods, so the anchors — which every buyer can
+//! check as well — are the observation. A publisher that keeps running while
+//! its sensor is offline anchors nothing new, and the condition says so.
 
-use crate::api::{DataStream, DataStreamStatus, condition};
+use crate::api::{DataStream, DataStreamStatus, StreamSource, condition};
 use crate::context::Context;
 use crate::smart_contract_service::status::Computed;
 use alloy::primitives::{Address, B256, U256};
@@ -31,6 +38,11 @@ pub enum Observation {
         stream_id: U256,
         anchored_batches: u64,
         last_root: Option<B256>,
+        /// The last anchor's block time, and now (unix seconds): the later of
+        /// the latest block's time and the operator's clock (a chain mining
+        /// only on demand, like a dev chain, has no new block while idle).
+        last_anchored_at: Option<u64>,
+        chain_time: u64,
         active_subscribers: u64,
         revenue: U256,
     },
@@ -79,6 +91,12 @@ pub async fn observe(
             stream_id: id,
             anchored_batches: stats.anchored_batches,
             last_root: stats.last_root,
+            last_anchored_at: stats.last_anchored_at,
+            chain_time: stats.chain_time.max(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            ),
             active_subscribers: stats.active_subscribers,
             revenue: stats.revenue_wei,
         })
@@ -95,6 +113,69 @@ pub struct Outcome {
     pub status: DataStreamStatus,
     pub conditions: Vec<Computed>,
     pub ready: bool,
+}
+
+/// Slack for sealing, sending and mining an anchor.
+const ANCHOR_SLACK_SECS: u64 = 10;
+
+/// The longest gap between two anchors while the source delivers: an HTTP
+/// source gives a message per interval, so a batch fills after `batchSize`
+/// intervals or is sealed `maxDelay` after its first message; an MQTT topic
+/// has no rate, so only `maxDelay` after a message bounds it.
+pub fn expected_gap(ds: &DataStream) -> u64 {
+    let batch = u64::try_from(ds.spec.integrity.batch_size)
+        .unwrap_or(1)
+        .max(1);
+    let delay = u64::try_from(ds.spec.integrity.max_delay_seconds)
+        .unwrap_or(1)
+        .max(1);
+    match &ds.spec.source {
+        StreamSource::Http(h) => {
+            let interval = u64::try_from(h.interval_seconds).unwrap_or(1).max(1);
+            (batch.saturating_mul(interval)).min(delay + interval)
+        }
+        StreamSource::Mqtt(_) => delay,
+    }
+}
+
+/// No anchor for longer than this (seconds) and the source counts as silent.
+pub fn silence_after(ds: &DataStream) -> u64 {
+    2 * expected_gap(ds) + ANCHOR_SLACK_SECS
+}
+
+fn receiving(ds: &DataStream, last_anchored_at: Option<u64>, chain_time: u64) -> Computed {
+    let limit = silence_after(ds);
+    let what = match &ds.spec.source {
+        StreamSource::Http(h) => format!("the sensor at {}", h.url),
+        StreamSource::Mqtt(m) => format!("topic {:?} on {}", m.topic, m.broker_url),
+    };
+    match last_anchored_at {
+        None => Computed {
+            type_: condition::RECEIVING,
+            status: false,
+            reason: "NoBatchYet",
+            message: format!("no batch anchored yet from {what}"),
+        },
+        Some(at) if chain_time.saturating_sub(at) > limit => Computed {
+            type_: condition::RECEIVING,
+            status: false,
+            reason: "SourceSilent",
+            message: format!(
+                "no batch anchored for {}s (expected at least one every {}s): {what} sends nothing — offline? The publisher keeps running and anchors again when it answers",
+                chain_time.saturating_sub(at),
+                expected_gap(ds)
+            ),
+        },
+        Some(at) => Computed {
+            type_: condition::RECEIVING,
+            status: true,
+            reason: "BatchesAnchored",
+            message: format!(
+                "last batch anchored {}s ago from {what}",
+                chain_time.saturating_sub(at)
+            ),
+        },
+    }
 }
 
 /// The status from what was observed. Pure.
@@ -122,10 +203,16 @@ pub fn compute(ds: &DataStream, deployment: Option<&Deployment>, o: &Observation
             stream_id,
             anchored_batches,
             last_root,
+            last_anchored_at,
             active_subscribers,
             revenue,
+            ..
         } => {
             status.stream_id = Some(stream_id.to_string());
+            status.last_anchored_at = last_anchored_at
+                .and_then(|t| i64::try_from(t).ok())
+                .and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t).ok())
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
             status.anchored_batches = Some(*anchored_batches as i64);
             status.last_root = last_root.map(|r| format!("{r}"));
             status.active_subscribers = Some(*active_subscribers as i64);
@@ -165,9 +252,22 @@ pub fn compute(ds: &DataStream, deployment: Option<&Deployment>, o: &Observation
         }
     };
     let is_ready = ready.status;
+    // Ready says the stream is sold and served (anchored messages stay
+    // fetchable while the source is silent); Receiving says whether new data
+    // arrives.
+    let mut conditions = vec![registered];
+    if let Observation::Registered {
+        last_anchored_at,
+        chain_time,
+        ..
+    } = o
+    {
+        conditions.push(receiving(ds, *last_anchored_at, *chain_time));
+    }
+    conditions.push(ready);
     Outcome {
         status,
-        conditions: vec![registered, ready],
+        conditions,
         ready: is_ready,
     }
 }

@@ -139,6 +139,8 @@ fn status_reports_the_stream_as_the_chain_has_it() {
             stream_id: U256::from(3),
             anchored_batches: 2,
             last_root: Some(B256::repeat_byte(7)),
+            last_anchored_at: Some(1_800_000_000),
+            chain_time: 1_800_000_005,
             active_subscribers: 1,
             revenue: U256::from(60_000),
         },
@@ -147,7 +149,62 @@ fn status_reports_the_stream_as_the_chain_has_it() {
     assert_eq!(live.status.revenue_wei.as_deref(), Some("60000"));
     assert_eq!(live.status.anchored_batches, Some(2));
     assert_eq!(
-        live.conditions[1].reason, "PublisherNotAvailable",
+        live.status
+            .last_anchored_at
+            .as_ref()
+            .map(|t| t.0.as_second()),
+        Some(1_800_000_000)
+    );
+    let reasons: Vec<(&str, bool, &str)> = live
+        .conditions
+        .iter()
+        .map(|c| (c.type_, c.status, c.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("Registered", true, "StreamRegistered"),
+            ("Receiving", true, "BatchesAnchored"),
+            ("Ready", false, "PublisherNotAvailable"),
+        ],
         "no pod yet"
     );
+}
+
+#[test]
+fn a_silent_source_is_reported_from_the_anchor_times() {
+    let mut ds = stream();
+    // MQTT: only maxDelay (30 s) bounds the gap; silent after 2 x 30 + 10 s.
+    assert_eq!(status::expected_gap(&ds), 30);
+    assert_eq!(status::silence_after(&ds), 70);
+    let at = |last: Option<u64>, now: u64| {
+        let o = status::Observation::Registered {
+            stream_id: U256::from(3),
+            anchored_batches: 2,
+            last_root: None,
+            last_anchored_at: last,
+            chain_time: now,
+            active_subscribers: 0,
+            revenue: U256::ZERO,
+        };
+        let c = status::compute(&ds, None, &o)
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Receiving")
+            .unwrap();
+        (c.status, c.reason, c.message)
+    };
+    assert_eq!(at(Some(1_000), 1_070).1, "BatchesAnchored");
+    let (ok, reason, message) = at(Some(1_000), 1_071);
+    assert_eq!((ok, reason), (false, "SourceSilent"));
+    assert!(message.contains("no batch anchored for 71s"), "{message}");
+    assert!(message.contains("pumps/+/telemetry"), "{message}");
+    assert_eq!(at(None, 1_000).1, "NoBatchYet");
+
+    // HTTP every 2 s, 100 per batch, 30 s delay: a batch is sealed 30 s
+    // after its first message at the latest (32 s), before it fills (200 s).
+    ds.spec.source = from_yaml(r#"{ http: { url: "http://pump.local/t", intervalSeconds: 2 } }"#);
+    assert_eq!(status::expected_gap(&ds), 32);
+    ds.spec.integrity.batch_size = 5;
+    assert_eq!(status::expected_gap(&ds), 10, "five polls fill a batch");
 }

@@ -182,6 +182,11 @@ pub struct StreamStats {
     pub last_batch: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_root: Option<B256>,
+    /// When the last batch was anchored (its block's unix time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_anchored_at: Option<u64>,
+    /// The latest block's unix time (the clock `last_anchored_at` compares with).
+    pub chain_time: u64,
     /// Accounts whose paid access has not ended (at the latest block's time).
     pub active_subscribers: u64,
     /// Accounts that ever subscribed.
@@ -212,14 +217,13 @@ pub async fn read_stream_stats<P: alloy::providers::Provider>(
         .await
         .map_err(|e| failed("streamOf", e.to_string()))?;
     let last_batch = s.anchored.then_some(s.lastBatch);
-    let last_root = match last_batch {
+    let last = match last_batch {
         Some(b) => Some(
             contract
                 .batchOf(stream_id, b)
                 .call()
                 .await
-                .map_err(|e| failed("batchOf", e.to_string()))?
-                .root,
+                .map_err(|e| failed("batchOf", e.to_string()))?,
         ),
         None => None,
     };
@@ -262,7 +266,9 @@ pub async fn read_stream_stats<P: alloy::providers::Provider>(
         min_duration_seconds: s.minDuration,
         anchored_batches: anchored.len() as u64,
         last_batch,
-        last_root,
+        last_root: last.as_ref().map(|b| b.root),
+        last_anchored_at: last.map(|b| b.anchoredAt),
+        chain_time: now,
         active_subscribers: until.values().filter(|u| **u > now).count() as u64,
         subscribers: until.len() as u64,
         revenue_wei: revenue,

@@ -139,6 +139,7 @@ async fn crds_are_installed_and_samples_are_accepted_with_printer_columns() {
             "STREAM",
             "BATCHES",
             "SUBSCRIBERS",
+            "RECEIVING",
             "READY",
             "AGE"
         ],

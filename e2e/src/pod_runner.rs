@@ -3,7 +3,8 @@
 //!
 //! For each Running (not deleting) pod labelled
 //! `app.kubernetes.io/name=kontrakt-sidecar` it makes a private temp root,
-//! materialises the `sidecar` container's ConfigMap/Secret volume mounts under
+//! materialises the `sidecar` container's ConfigMap/Secret volume mounts (a
+//! PersistentVolumeClaim: a link to its bound hostPath volume) under
 //! `<root><mountPath>` (read from the API), rewrites the config named by
 //! `--config` so every mount path points into the root and `listen` is a free
 //! loopback port, and runs the sidecar binary with the container's args and
@@ -364,8 +365,21 @@ impl Runner {
                 .flatten()
                 .find(|v| v.name == mount.name)
                 .ok_or_else(|| format!("mount {} names no volume", mount.name))?;
-            let files = self.volume_files(volume).await?;
             let target = under(&root_path, &mount.mount_path);
+            if let Some(claim) = &volume.persistent_volume_claim {
+                // The claim's bound volume, at its hostPath: it outlives the pod.
+                let host = self.claimed_path(&claim.claim_name).await?;
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).map_err(|e| format!("mkdir: {e}"))?;
+                }
+                if !target.exists() {
+                    std::os::unix::fs::symlink(&host, &target)
+                        .map_err(|e| format!("link {}: {e}", target.display()))?;
+                }
+                mounts.push((mount.mount_path.trim_end_matches('/').to_owned(), target));
+                continue;
+            }
+            let files = self.volume_files(volume).await?;
             match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 Some(sub) => {
                     let (bytes, mode) = files
@@ -462,6 +476,30 @@ impl Runner {
             log,
             _root: root,
         })
+    }
+
+    /// The directory of the hostPath PersistentVolume bound to `claim` (the
+    /// claim must be Bound: a pod would not be scheduled otherwise).
+    async fn claimed_path(&self, claim: &str) -> Result<PathBuf, String> {
+        use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+        let pvc = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &self.namespace)
+            .get_opt(claim)
+            .await
+            .map_err(|e| format!("claim {claim}: {e}"))?
+            .ok_or_else(|| format!("claim {claim} does not exist"))?;
+        let volume = pvc
+            .spec
+            .and_then(|s| s.volume_name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("claim {claim} is not bound yet"))?;
+        let pv = Api::<PersistentVolume>::all(self.client.clone())
+            .get(&volume)
+            .await
+            .map_err(|e| format!("volume {volume}: {e}"))?;
+        pv.spec
+            .and_then(|s| s.host_path)
+            .map(|h| PathBuf::from(h.path))
+            .ok_or_else(|| format!("volume {volume} is not a hostPath volume"))
     }
 
     /// The files of a volume: relative path -> (content, mode).

@@ -284,9 +284,10 @@ impl SwitchableSensor {
 
 /// The operator's publisher pod under faults: its sensor goes offline (the
 /// publisher keeps running, status says the source is silent, then receiving
-/// again), and its process is killed with a batch half full and restarted by
-/// the pod runner as the kubelet would (same pod, same emptyDir): no reading
-/// served before the kill is lost, no batch is anchored twice.
+/// again); its process is killed with a batch half full and restarted by the
+/// pod runner as the kubelet would (same pod); then the pod itself is deleted
+/// and replaced (the log is on the stream's PersistentVolumeClaim). No
+/// reading served before either is lost, no batch is anchored twice.
 #[tokio::test]
 async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
     let binary = tokio::task::spawn_blocking(sidecar_binary)
@@ -299,6 +300,9 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
     let _controller = start_controller(client.clone(), ns.name(), Duration::from_secs(2));
     let runner = PodRunner::start(client.clone(), ns.name(), binary);
     let sensor = SwitchableSensor::start().await;
+    // The volume the stream's claim binds to: a hostPath PV reserved for it.
+    let volume_dir = tempfile::tempdir().expect("volume dir");
+    let volume = LogVolume::create(&client, ns.name(), "pump-9-log", volume_dir.path()).await;
     Api::<SmartContractService>::namespaced(client.clone(), ns.name())
         .create(&PostParams::default(), &service("shipping", &anvil.url, 1))
         .await
@@ -313,6 +317,7 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
             "source": { "http": { "url": format!("http://127.0.0.1:{}/telemetry", sensor.port), "intervalSeconds": 1 } },
             "pricing": { "pricePerSecondWei": PRICE, "minDurationSeconds": SECONDS },
             "integrity": { "batchSize": 3, "maxDelaySeconds": 2 },
+            "storage": { "size": "1Gi", "storageClassName": volume.class },
         }
     }))
     .unwrap();
@@ -414,7 +419,7 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
     .expect("buyer chain");
     let buyer = Buyer::new(chain, key, market);
     buyer
-        .subscribe(stream_id, SECONDS)
+        .subscribe(stream_id, 5 * SECONDS)
         .await
         .expect("subscribe");
     let readings = wait_for(
@@ -454,6 +459,56 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
         "readings served before the kill and lost: {missing:?}\n{}",
         runner.log_tails(30)
     );
+
+    // The pod is deleted (as on eviction or a drained node): the Deployment
+    // makes a new one, which finds the log on the claim and serves it all.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns.name());
+    pods.delete(&pod, &Default::default())
+        .await
+        .expect("delete the publisher pod");
+    let deleted_at = std::time::Instant::now();
+    let served_before_delete = sensor.served_before(deleted_at - Duration::from_millis(500));
+    let last_needed = *served_before_delete.last().unwrap();
+    let readings = wait_for(
+        "a new publisher pod serving everything served before the deletion",
+        LIMIT,
+        || async {
+            let (_, addr) = runner
+                .running()
+                .into_iter()
+                .find(|(p, _)| p.starts_with("pump-9-publisher") && *p != pod)?;
+            let (messages, _) = buyer
+                .fetch_verified(&format!("http://{addr}"), stream_id, 0)
+                .await
+                .ok()?;
+            let readings: Vec<u64> = messages
+                .iter()
+                .map(|m| {
+                    let v: serde_json::Value = serde_json::from_slice(&m.data).expect("JSON");
+                    v["reading"].as_u64().expect("a reading")
+                })
+                .collect();
+            readings
+                .iter()
+                .any(|r| *r > last_needed)
+                .then_some(readings)
+        },
+    )
+    .await;
+    let mut sorted = readings.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, readings, "in order, none twice, after the new pod");
+    let missing: Vec<u64> = served_before_delete
+        .iter()
+        .filter(|n| !readings.contains(n))
+        .copied()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "readings served before the pod was replaced and lost: {missing:?}\n{}",
+        runner.log_tails(30)
+    );
     // Each batch number anchored exactly once, numbered without gaps.
     let logs = provider
         .get_logs(
@@ -484,4 +539,54 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
         "each batch anchored once, in order"
     );
     drop(runner);
+    volume.delete().await;
+}
+
+/// A hostPath PersistentVolume reserved (claimRef) for one claim of the test
+/// namespace, with a storage class of its own, so no other claim binds it.
+/// Cluster-scoped: deleted by the test.
+struct LogVolume {
+    client: kube::Client,
+    name: String,
+    class: String,
+}
+
+impl LogVolume {
+    async fn create(
+        client: &kube::Client,
+        namespace: &str,
+        claim: &str,
+        dir: &std::path::Path,
+    ) -> LogVolume {
+        let name = format!("{namespace}-{claim}");
+        let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": { "name": name },
+            "spec": {
+                "capacity": { "storage": "1Gi" },
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": name,
+                "claimRef": { "namespace": namespace, "name": claim },
+                "hostPath": { "path": dir.to_str().unwrap(), "type": "Directory" },
+            }
+        }))
+        .unwrap();
+        Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(client.clone())
+            .create(&PostParams::default(), &pv)
+            .await
+            .expect("create the PersistentVolume");
+        LogVolume {
+            client: client.clone(),
+            class: name.clone(),
+            name,
+        }
+    }
+
+    async fn delete(self) {
+        let _ = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(self.client)
+            .delete(&self.name, &Default::default())
+            .await;
+    }
 }

@@ -83,6 +83,26 @@ pub struct DataStreamSpec {
     /// The AccessPolicy that must enroll a buyer as Subscriber.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_policy_ref: Option<LocalObjectRef>,
+    /// Where the publisher keeps its message log. Without it, an emptyDir: the
+    /// log survives restarts of the publisher's container but not a new pod
+    /// (rescheduling, eviction, deletion), which loses the messages not yet
+    /// anchored and can no longer serve the anchored ones. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(IMMUTABLE_RULE).message("storage is immutable: a new volume would start an empty log"))]
+    pub storage: Option<LogStorage>,
+}
+
+/// A PersistentVolumeClaim for the publisher's message log (owned by the
+/// DataStream: deleted with it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogStorage {
+    /// Requested size, e.g. `1Gi` (a 200-byte message takes ~210 bytes).
+    pub size: k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+    /// StorageClass of the claim; absent: the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
 }
 
 /// The source of a stream's messages: exactly one of `http` or `mqtt`.

@@ -9,7 +9,9 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
             ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+            PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
             PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+            VolumeResourceRequirements,
         },
     },
     apimachinery::pkg::{
@@ -49,12 +51,19 @@ pub struct Plan {
 /// The objects one DataStream owns.
 pub struct Children {
     pub config_map: ConfigMap,
+    /// The message log's claim, when `spec.storage` asks for one.
+    pub log_claim: Option<PersistentVolumeClaim>,
     pub deployment: Deployment,
     pub service: Service,
 }
 
 pub fn publisher_name(stream: &str) -> String {
     format!("{stream}-publisher")
+}
+
+/// The PersistentVolumeClaim holding a stream's message log.
+pub fn log_claim_name(stream: &str) -> String {
+    format!("{stream}-log")
 }
 
 pub fn build(ds: &DataStream, plan: &Plan, image: &str) -> Children {
@@ -97,15 +106,43 @@ pub fn build(ds: &DataStream, plan: &Plan, image: &str) -> Children {
             &plan.signer_secret.1,
             SIGNER_FILE,
         ),
-        // The message log survives container restarts (the kubelet keeps an
-        // emptyDir for the pod's life); a PersistentVolumeClaim would keep it
-        // across pod replacements, which kwok cannot provision.
-        Volume {
-            name: "data".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
+        // The message log: on the claim of `spec.storage` it outlives the
+        // pod; in an emptyDir only restarts of the container (the kubelet
+        // keeps an emptyDir for the pod's life).
+        match &ds.spec.storage {
+            Some(_) => Volume {
+                name: "data".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: log_claim_name(&ds.name_any()),
+                    read_only: Some(false),
+                }),
+                ..Default::default()
+            },
+            None => Volume {
+                name: "data".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
         },
     ];
+    let log_claim = ds
+        .spec
+        .storage
+        .as_ref()
+        .map(|storage| PersistentVolumeClaim {
+            metadata: meta(log_claim_name(&ds.name_any())),
+            spec: Some(PersistentVolumeClaimSpec {
+                // One publisher writes the log (Recreate: the old pod lets go first).
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: storage.storage_class_name.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([("storage".into(), storage.size.clone())])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
     let mut mounts = vec![
         mount("config", CONFIG_DIR),
         mount("signer", SIGNER_DIR),
@@ -188,6 +225,7 @@ pub fn build(ds: &DataStream, plan: &Plan, image: &str) -> Children {
     };
     Children {
         config_map,
+        log_claim,
         deployment,
         service,
     }

@@ -136,6 +136,9 @@ async fn reconcile(ds: Arc<DataStream>, ctx: Arc<Context>) -> Result<Action, Err
     };
     let children = build::build(&ds, &plan, &ctx.settings.sidecar_image);
     let mut written = 0;
+    if let Some(claim) = children.log_claim {
+        written += usize::from(apply_one(&ctx.client, &namespace, claim, None).await?);
+    }
     for applied in [
         apply_one(&ctx.client, &namespace, children.config_map, None).await?,
         apply_one(&ctx.client, &namespace, children.service, None).await?,

@@ -90,6 +90,53 @@ fn the_publisher_config_names_files_never_secret_values() {
         volumes.iter().any(|v| v.empty_dir.is_some()),
         "a data volume for the log"
     );
+    assert!(
+        children.log_claim.is_none(),
+        "no claim without spec.storage"
+    );
+}
+
+#[test]
+fn with_storage_the_log_lives_on_the_streams_own_claim() {
+    let seller = seller();
+    let mut ds = stream();
+    ds.spec.storage = Some(from_yaml("{ size: 2Gi, storageClassName: fast }"));
+    let plan = validate::validate(
+        &ds,
+        validate::References {
+            seller: Some(&seller),
+            signer_key: Some(DEV_KEY),
+            registry: Ok(None),
+        },
+    )
+    .unwrap();
+    let children = build::build(&ds, &plan, "sidecar:test");
+    let claim = children.log_claim.expect("a claim");
+    assert_eq!(claim.metadata.name.as_deref(), Some("pump-telemetry-log"));
+    assert_eq!(
+        claim.metadata.owner_references.as_ref().unwrap()[0].uid,
+        "u-1",
+        "owned by the stream"
+    );
+    let spec = claim.spec.unwrap();
+    assert_eq!(spec.access_modes.unwrap(), ["ReadWriteOnce"]);
+    assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(
+        spec.resources.unwrap().requests.unwrap()["storage"].0,
+        "2Gi"
+    );
+    let pod = children.deployment.spec.unwrap().template.spec.unwrap();
+    let data = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "data")
+        .unwrap();
+    assert_eq!(
+        data.persistent_volume_claim.unwrap().claim_name,
+        "pump-telemetry-log"
+    );
+    assert!(data.empty_dir.is_none());
 }
 
 #[test]

@@ -128,8 +128,8 @@ pub fn registry_salt(namespace: &str, name: &str) -> B256 {
 /// The `EnrollmentRegistry` hosted by the SmartContractService `namespace/name`, administered
 /// by `admin` (that service's signer), as one CREATE2 deployment.
 pub fn registry_deployment(namespace: &str, name: &str, admin: Address) -> Create2 {
-    let artifact =
-        Artifact::builtin("EnrollmentRegistry").expect("EnrollmentRegistry is a built-in artifact");
+    let artifact = Artifact::builtin_shared("EnrollmentRegistry")
+        .expect("EnrollmentRegistry is a built-in artifact");
     Create2::new(registry_salt(namespace, name), artifact.initcode(&[admin]))
 }
 
@@ -147,7 +147,8 @@ pub fn market_salt() -> B256 {
 /// The `DataMarket` checking enrollment in `registry` (zero: no policy), as one CREATE2
 /// deployment.
 pub fn market_deployment(registry: Address) -> Create2 {
-    let artifact = Artifact::builtin("DataMarket").expect("DataMarket is a built-in artifact");
+    let artifact =
+        Artifact::builtin_shared("DataMarket").expect("DataMarket is a built-in artifact");
     Create2::new(market_salt(), artifact.initcode(&[registry]))
 }
 
@@ -170,7 +171,8 @@ pub fn pair_addresses(spec: &PairSpec<'_>) -> Result<PairAddresses, ArtifactErro
 /// [`pair_addresses`] plus the deployments that create the pair.
 pub fn plan_pair(spec: &PairSpec<'_>) -> Result<PairPlan, ArtifactError> {
     spec.logic.check(ArtifactRole::Logic)?;
-    let database_artifact = Artifact::contract_database();
+    let database_artifact = Artifact::builtin_shared("ContractDatabase")
+        .expect("ContractDatabase is a built-in artifact");
     let database_code_hash = keccak256(&database_artifact.deployed_bytecode);
     let database_deployment = match spec.database {
         DatabaseConfig::Create => Some(Create2::new(

@@ -1,8 +1,9 @@
 //! Compiled contract artifacts (`sidecar/contracts/out/<Name>.json`): the built-in templates
 //! and mounted files, and the checks that an artifact is deployable as what it claims to be.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use alloy::json_abi::JsonAbi;
 use alloy::primitives::{Address, B256, Bytes, keccak256};
@@ -103,8 +104,25 @@ pub enum ArtifactRole {
 impl Artifact {
     /// A built-in template (the committed artifacts compiled into the sidecar).
     pub fn builtin(name: &str) -> Result<Self, ArtifactError> {
+        Self::builtin_shared(name).map(|a| (*a).clone())
+    }
+
+    /// A built-in template, parsed once per process and shared: the operator computes
+    /// addresses and code hashes on every pass, and parsing the JSON (ABI included) each
+    /// time made those passes its largest source of short-lived memory.
+    pub fn builtin_shared(name: &str) -> Result<Arc<Self>, ArtifactError> {
+        static PARSED: OnceLock<Mutex<HashMap<String, Arc<Artifact>>>> = OnceLock::new();
+        let parsed = PARSED.get_or_init(Default::default);
+        if let Some(a) = parsed.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(a.clone());
+        }
         let json = builtin_json(name).ok_or_else(|| ArtifactError::UnknownTemplate(name.into()))?;
-        Self::from_json(name, json)
+        let artifact = Arc::new(Self::from_json(name, json)?);
+        parsed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), artifact.clone());
+        Ok(artifact)
     }
 
     /// The `ContractDatabase` artifact every pair uses.

@@ -121,7 +121,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
         match (&spec.contract.template, &spec.contract.artifact_ref) {
             (Some(template), _) => {
                 let name = template_name(*template);
-                let artifact = Artifact::builtin(name)
+                let artifact = Artifact::builtin_shared(name)
                     .map_err(|e| Invalid::new("ArtifactInvalid", e.to_string()))?;
                 (Some(name.to_owned()), None, artifact)
             }
@@ -132,12 +132,14 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
                         format!("ConfigMap {:?} with key {:?} not found", r.name, r.key),
                     )
                 })?;
-                let artifact = Artifact::from_json(&r.key, json).map_err(|e| {
-                    Invalid::new(
-                        "ArtifactInvalid",
-                        format!("ConfigMap {:?} key {:?}: {e}", r.name, r.key),
-                    )
-                })?;
+                let artifact = Artifact::from_json(&r.key, json)
+                    .map(std::sync::Arc::new)
+                    .map_err(|e| {
+                        Invalid::new(
+                            "ArtifactInvalid",
+                            format!("ConfigMap {:?} key {:?}: {e}", r.name, r.key),
+                        )
+                    })?;
                 (
                     None,
                     Some(format!("{ARTIFACT_DIR}/{ARTIFACT_FILE}").into()),

@@ -50,7 +50,15 @@ pub struct Context {
     pub progress: Arc<Backoff>,
     /// Read-only chain clients, one per RPC URL.
     pub chains: Arc<ChainReaders>,
+    /// Event writes in flight at once (see `publish`).
+    pub event_writes: Arc<tokio::sync::Semaphore>,
 }
+
+/// Event writes in flight at once: a burst of new objects publishes thousands
+/// of Events; unbounded, each holds a request and its buffers until the busy
+/// apiserver answers (the operator's peak memory) and they compete with the
+/// reconciles' own writes.
+pub const MAX_EVENT_WRITES: usize = 8;
 
 /// One read-only JSON-RPC client per RPC URL, shared by all reconciles: a
 /// thousand services on one chain reuse one connection pool instead of
@@ -169,6 +177,7 @@ impl Context {
                 Duration::from_secs(60),
             )),
             chains: Arc::default(),
+            event_writes: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_WRITES)),
         })
     }
 }

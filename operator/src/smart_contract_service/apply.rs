@@ -73,6 +73,9 @@ impl Owned {
                 config.clone(),
             )
             .default_backoff()
+            // Only the applied hash is read; managedFields, kept, were most of the
+            // cache (one fieldsV1 tree per child).
+            .modify(|m: &mut PartialObjectMeta<K>| slim(m))
             .reflect(writer)
             .for_each(|_| futures::future::ready(()));
             (store, Box::pin(feed))

@@ -19,7 +19,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolError, SolEvent};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use common::{Anvil, DEV_KEYS, config, free_port, key_file};
+use common::{Anvil, DEV_KEYS, Sidecar, config, free_port, key_file};
 use kontrakt_sidecar::SidecarConfig;
 use kontrakt_sidecar::addresses::Create2;
 use kontrakt_sidecar::artifact::Artifact;
@@ -174,30 +174,10 @@ fn endpoint(name: &str, url: &str, result_path: &str) -> OracleEndpoint {
     }
 }
 
-/// `serve` running in this process; stopped (gracefully) when dropped.
-struct Sidecar {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    base: String,
-}
-
 impl Sidecar {
-    async fn start(mut cfg: SidecarConfig) -> Self {
-        let port = free_port();
-        cfg.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            kontrakt_sidecar::service::serve(cfg, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve failed");
-        });
-        let sidecar = Self {
-            stop: Some(stop),
-            task,
-            base: format!("http://127.0.0.1:{port}"),
-        };
+    /// `serve` with `cfg`, once its `/readyz` answers 200.
+    async fn start(cfg: SidecarConfig) -> Self {
+        let sidecar = Self::spawn(cfg);
         sidecar.wait_ready().await;
         sidecar
     }
@@ -220,44 +200,18 @@ impl Sidecar {
     }
 
     async fn oracle_view(&self) -> Value {
-        reqwest::get(format!("{}/oracle", self.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get_json("/oracle").await.expect("GET /oracle")
     }
 
     /// Waits until the counter at `pointer` of `GET /oracle` reaches `want`; returns the view.
     async fn wait_view(&self, pointer: &str, want: u64) -> Value {
-        let started = Instant::now();
-        loop {
-            let view = self.oracle_view().await;
-            if view.pointer(pointer).and_then(Value::as_u64) >= Some(want) {
-                return view;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{pointer} never {want}: {view}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
-            .await
-            .expect("serve stops within 15s")
-            .unwrap();
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.wait_json(
+            "/oracle",
+            &format!("{pointer} reaching {want}"),
+            Duration::from_secs(20),
+            |v| v.pointer(pointer).and_then(Value::as_u64) >= Some(want),
+        )
+        .await
     }
 }
 

@@ -20,7 +20,7 @@ use alloy::sol_types::{SolCall, SolEvent, SolValue};
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::{Anvil, CHAIN_ID, DEV_KEYS, config, free_port, key_file};
+use common::{Anvil, CHAIN_ID, DEV_KEYS, Sidecar, config, free_port, key_file};
 use kontrakt_sidecar::SidecarConfig;
 use kontrakt_sidecar::addresses::registry_address;
 use kontrakt_sidecar::chain::{Chain, ChainError};
@@ -181,30 +181,10 @@ fn host_config(
     cfg
 }
 
-/// `serve` running in this process; stopped (gracefully) by `stop` or when dropped.
-struct Sidecar {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    base: String,
-}
-
 impl Sidecar {
-    async fn start(mut cfg: SidecarConfig) -> Self {
-        let port = free_port();
-        cfg.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            kontrakt_sidecar::service::serve(cfg, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("serve failed");
-        });
-        let sidecar = Self {
-            stop: Some(stop),
-            task,
-            base: format!("http://127.0.0.1:{port}"),
-        };
+    /// `serve` with `cfg`, once its enrollment reconciler has passed once.
+    async fn start(cfg: SidecarConfig) -> Self {
+        let sidecar = Self::spawn(cfg);
         sidecar
             .wait_enrollment("the first reconciler pass", |v| {
                 v["passes"].as_u64() >= Some(1)
@@ -213,48 +193,10 @@ impl Sidecar {
         sidecar
     }
 
-    async fn enrollment(&self) -> Option<Value> {
-        let r = reqwest::get(format!("{}/enrollment", self.base))
-            .await
-            .ok()?;
-        if r.status() != 200 {
-            return None;
-        }
-        r.json().await.ok()
-    }
-
     /// Waits until `GET /enrollment` satisfies `ok`; returns that view.
     async fn wait_enrollment(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let started = Instant::now();
-        loop {
-            let view = self.enrollment().await;
-            if let Some(v) = &view
-                && ok(v)
-            {
-                return v.clone();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(45),
-                "{what}: never; last /enrollment: {view:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+        self.wait_json("/enrollment", what, Duration::from_secs(45), ok)
             .await
-            .expect("serve stops within 15s")
-            .unwrap();
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

@@ -81,3 +81,82 @@ pub fn config(url: &str, key_file: &Path, template: &str, version: u64) -> Sidec
         access: None,
     }
 }
+
+/// `serve` running in this process on a free loopback port; stopped (gracefully) by `stop`
+/// or when dropped.
+pub struct Sidecar {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    pub base: String,
+}
+
+impl Sidecar {
+    /// Starts `serve` with `cfg` (its `listen` replaced); does not wait for anything.
+    pub fn spawn(mut cfg: SidecarConfig) -> Self {
+        let port = free_port();
+        cfg.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            kontrakt_sidecar::service::serve(cfg, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve failed");
+        });
+        Self {
+            stop: Some(stop),
+            task,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `GET <path>` as JSON, None unless it answers 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Option<serde_json::Value> {
+        let r = reqwest::get(format!("{}{path}", self.base)).await.ok()?;
+        if r.status() != 200 {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    /// Waits up to `limit` until `GET <path>` answers JSON that satisfies `ok`; returns it.
+    pub async fn wait_json(
+        &self,
+        path: &str,
+        what: &str,
+        limit: std::time::Duration,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        loop {
+            let view = self.get_json(path).await;
+            if let Some(v) = &view
+                && ok(v)
+            {
+                return v.clone();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{what}: never; last {path}: {view:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops `serve` and waits (at most 15 s) for it to return.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(std::time::Duration::from_secs(15), &mut self.task)
+            .await
+            .expect("serve stops within 15s")
+            .unwrap();
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

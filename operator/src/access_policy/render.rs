@@ -133,6 +133,18 @@ pub struct ApprovalPlan {
     pub refused: BTreeMap<String, ApprovalRefused>,
 }
 
+/// The approval an Oracle policy asks its registry for.
+pub fn wanted_approval(policy: &AccessPolicy) -> OracleApproval {
+    let approval = &policy.spec.approval;
+    OracleApproval {
+        endpoint: approval.identity_endpoint.clone().unwrap_or_default(),
+        window_seconds: approval
+            .window_seconds
+            .and_then(|w| u32::try_from(w).ok())
+            .unwrap_or(DEFAULT_APPROVAL_WINDOW),
+    }
+}
+
 /// A registry verifies join requests in one way: the first live policy by name
 /// asking for `approval: Oracle` with an identity endpoint the registry service
 /// has decides it; other Oracle policies asking for the same are served, those
@@ -149,21 +161,8 @@ pub fn approval(policies: &[&AccessPolicy], endpoints: &[&str]) -> ApprovalPlan 
     let mut plan = ApprovalPlan::default();
     let mut decided_by: Option<String> = None;
     for policy in sorted {
-        let endpoint = policy
-            .spec
-            .approval
-            .identity_endpoint
-            .clone()
-            .unwrap_or_default();
-        let wanted = OracleApproval {
-            endpoint: endpoint.clone(),
-            window_seconds: policy
-                .spec
-                .approval
-                .window_seconds
-                .and_then(|w| u32::try_from(w).ok())
-                .unwrap_or(DEFAULT_APPROVAL_WINDOW),
-        };
+        let wanted = wanted_approval(policy);
+        let endpoint = wanted.endpoint.clone();
         let registry = &policy.spec.registry.name;
         let refused = if !endpoints.contains(&endpoint.as_str()) {
             Some(ApprovalRefused {

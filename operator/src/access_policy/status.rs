@@ -364,25 +364,15 @@ fn oracle_approval(
     if let Some(r) = refused {
         return not(r.reason, r.message.clone());
     }
-    let endpoint = policy
-        .spec
-        .approval
-        .identity_endpoint
-        .clone()
-        .unwrap_or_default();
-    let window = policy
-        .spec
-        .approval
-        .window_seconds
-        .and_then(|w| u32::try_from(w).ok())
-        .unwrap_or(render::DEFAULT_APPROVAL_WINDOW);
+    let wanted = render::wanted_approval(policy);
+    let (endpoint, window) = (&wanted.endpoint, wanted.window_seconds);
     let registry = &policy.spec.registry.name;
     match observation {
         Observation::Registry {
             approval: Some(a),
             by_oracle,
             ..
-        } if a.endpoint == endpoint && a.window_seconds == window => Computed {
+        } if *a == wanted => Computed {
             type_: ORACLE_APPROVAL,
             status: true,
             reason: "IdentityEndpointVerifies",

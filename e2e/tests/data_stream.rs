@@ -403,7 +403,7 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
     })
     .await;
     assert_ne!(new_pid, pid);
-    let last_needed = *served_before_kill.last().expect("readings before the kill");
+    assert!(!served_before_kill.is_empty(), "readings before the kill");
 
     // A buyer reads everything anchored once the readings before the kill are in.
     let key: alloy::signers::local::PrivateKeySigner = DEV_KEYS[1].parse().unwrap();
@@ -422,43 +422,12 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
         .subscribe(stream_id, 5 * SECONDS)
         .await
         .expect("subscribe");
-    let readings = wait_for(
-        "every reading served before the kill anchored and verified",
-        LIMIT,
-        || async {
-            let (_, addr) = publisher_pod();
-            let (messages, _) = buyer
-                .fetch_verified(&format!("http://{addr}"), stream_id, 0)
-                .await
-                .ok()?;
-            let readings: Vec<u64> = messages
-                .iter()
-                .map(|m| {
-                    let v: serde_json::Value = serde_json::from_slice(&m.data).expect("JSON");
-                    v["reading"].as_u64().expect("a reading")
-                })
-                .collect();
-            readings
-                .iter()
-                .any(|r| *r > last_needed)
-                .then_some(readings)
-        },
-    )
-    .await;
-    let mut sorted = readings.clone();
-    sorted.sort();
-    sorted.dedup();
-    assert_eq!(sorted, readings, "in order, none twice");
-    let missing: Vec<u64> = served_before_kill
-        .iter()
-        .filter(|n| !readings.contains(n))
-        .copied()
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "readings served before the kill and lost: {missing:?}\n{}",
-        runner.log_tails(30)
-    );
+    let publisher = format!("http://{}", publisher_pod().1);
+    assert_nothing_lost(&buyer, stream_id, &served_before_kill, "the kill", || {
+        Some(publisher_pod().1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e} (publisher {publisher})\n{}", runner.log_tails(30)));
 
     // The pod is deleted (as on eviction or a drained node): the Deployment
     // makes a new one, which finds the log on the claim and serves it all.
@@ -468,47 +437,21 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
         .expect("delete the publisher pod");
     let deleted_at = std::time::Instant::now();
     let served_before_delete = sensor.served_before(deleted_at - Duration::from_millis(500));
-    let last_needed = *served_before_delete.last().unwrap();
-    let readings = wait_for(
-        "a new publisher pod serving everything served before the deletion",
-        LIMIT,
-        || async {
-            let (_, addr) = runner
+    assert_nothing_lost(
+        &buyer,
+        stream_id,
+        &served_before_delete,
+        "the pod was replaced",
+        || {
+            runner
                 .running()
                 .into_iter()
-                .find(|(p, _)| p.starts_with("pump-9-publisher") && *p != pod)?;
-            let (messages, _) = buyer
-                .fetch_verified(&format!("http://{addr}"), stream_id, 0)
-                .await
-                .ok()?;
-            let readings: Vec<u64> = messages
-                .iter()
-                .map(|m| {
-                    let v: serde_json::Value = serde_json::from_slice(&m.data).expect("JSON");
-                    v["reading"].as_u64().expect("a reading")
-                })
-                .collect();
-            readings
-                .iter()
-                .any(|r| *r > last_needed)
-                .then_some(readings)
+                .find(|(p, _)| p.starts_with("pump-9-publisher") && *p != pod)
+                .map(|(_, addr)| addr)
         },
     )
-    .await;
-    let mut sorted = readings.clone();
-    sorted.sort();
-    sorted.dedup();
-    assert_eq!(sorted, readings, "in order, none twice, after the new pod");
-    let missing: Vec<u64> = served_before_delete
-        .iter()
-        .filter(|n| !readings.contains(n))
-        .copied()
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "readings served before the pod was replaced and lost: {missing:?}\n{}",
-        runner.log_tails(30)
-    );
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", runner.log_tails(30)));
     // Each batch number anchored exactly once, numbered without gaps.
     let logs = provider
         .get_logs(
@@ -540,6 +483,57 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
     );
     drop(runner);
     volume.delete().await;
+}
+
+/// Waits until the publisher at `publisher()` serves, verified against the chain, readings
+/// past the last of `served` (so every one of them had time to be anchored); then checks that
+/// they come in order, none twice, and that none of `served` is missing.
+async fn assert_nothing_lost(
+    buyer: &Buyer,
+    stream_id: U256,
+    served: &[u64],
+    before: &str,
+    publisher: impl Fn() -> Option<std::net::SocketAddr>,
+) -> Result<(), String> {
+    let last = *served.last().ok_or("nothing was served")?;
+    let readings = wait_for(
+        &format!("every reading served before {before} anchored and verified"),
+        LIMIT,
+        || async {
+            let (messages, _) = buyer
+                .fetch_verified(&format!("http://{}", publisher()?), stream_id, 0)
+                .await
+                .ok()?;
+            let readings: Vec<u64> = messages
+                .iter()
+                .map(|m| {
+                    let v: serde_json::Value = serde_json::from_slice(&m.data).expect("JSON");
+                    v["reading"].as_u64().expect("a reading")
+                })
+                .collect();
+            readings.iter().any(|r| *r > last).then_some(readings)
+        },
+    )
+    .await;
+    let mut sorted = readings.clone();
+    sorted.sort();
+    sorted.dedup();
+    if sorted != readings {
+        return Err(format!(
+            "readings out of order or twice after {before}: {readings:?}"
+        ));
+    }
+    let missing: Vec<u64> = served
+        .iter()
+        .filter(|n| !readings.contains(n))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "readings served before {before} and lost: {missing:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// A hostPath PersistentVolume reserved (claimRef) for one claim of the test

@@ -216,14 +216,7 @@ impl IntegrityConfig {
 impl StreamConfig {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config: Self = serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
+        let config: Self = crate::config::read_yaml(path)?;
         config.validate()?;
         Ok(config)
     }

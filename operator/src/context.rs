@@ -182,6 +182,32 @@ impl Context {
     }
 }
 
+/// A watch mapper for the controllers of objects that name a SmartContractService
+/// (a policy's registry, a stream's seller): on a change of a service, the
+/// objects of `store` in its namespace whose `service_of` is its name. Only the
+/// service's name is needed, so the watch can be metadata-only.
+pub fn naming_service<K>(
+    store: kube::runtime::reflector::Store<K>,
+    service_of: fn(&K) -> &str,
+) -> impl Fn(
+    kube::api::PartialObjectMeta<crate::api::SmartContractService>,
+) -> Vec<kube::runtime::reflector::ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    use kube::ResourceExt;
+    move |scs| {
+        let namespace = scs.namespace();
+        let name = scs.name_any();
+        store
+            .state()
+            .into_iter()
+            .filter(|o| o.namespace() == namespace && service_of(o) == name)
+            .map(|o| kube::runtime::reflector::ObjectRef::from_obj(&*o))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

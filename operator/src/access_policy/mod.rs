@@ -12,7 +12,7 @@ pub mod status;
 use crate::smart_contract_service::status::Computed;
 use crate::{
     api::{AccessPolicy, AccessPolicyStatus, ApprovalMode, SmartContractService},
-    context::{Context, FIELD_MANAGER},
+    context::{Context, FIELD_MANAGER, naming_service},
     finalizers,
     smart_contract_service::{
         publish, publish_transitions, registry_admin, validate::PolicyLookup,
@@ -27,7 +27,6 @@ use kube::{
         Controller,
         controller::{self, Action},
         events::EventType,
-        reflector::ObjectRef,
         watcher,
     },
 };
@@ -76,18 +75,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .watches(
             services,
             Default::default(),
-            move |scs: PartialObjectMeta<SmartContractService>| {
-                let namespace = scs.namespace().unwrap_or_default();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|p| {
-                        p.namespace().as_deref() == Some(&namespace)
-                            && p.spec.registry.name == scs.name_any()
-                    })
-                    .map(|p| ObjectRef::from_obj(&*p))
-                    .collect::<Vec<_>>()
-            },
+            naming_service(store, |p: &AccessPolicy| &p.spec.registry.name),
         )
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)

@@ -10,7 +10,7 @@ pub mod validate;
 
 use crate::{
     api::{DataStream, DataStreamStatus, SmartContractService},
-    context::{Context, FIELD_MANAGER},
+    context::{Context, FIELD_MANAGER, naming_service},
     smart_contract_service::{
         apply::apply_one,
         error::Invalid,
@@ -28,7 +28,6 @@ use kube::{
     runtime::{
         Controller,
         controller::{self, Action},
-        reflector::ObjectRef,
         watcher,
     },
 };
@@ -64,18 +63,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .watches(
             services,
             Default::default(),
-            move |scs: PartialObjectMeta<SmartContractService>| {
-                let namespace = scs.namespace().unwrap_or_default();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|d| {
-                        d.namespace().as_deref() == Some(&namespace)
-                            && d.spec.seller.name == scs.name_any()
-                    })
-                    .map(|d| ObjectRef::from_obj(&*d))
-                    .collect::<Vec<_>>()
-            },
+            naming_service(store, |d: &DataStream| &d.spec.seller.name),
         )
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)

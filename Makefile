@@ -1,5 +1,5 @@
 # kontrakt — the two commands a new user runs:
-#   make demo   local control plane + CRDs + sample resources, ending in `kubectl get`
+#   make demo   local control plane + anvil + operator + samples: oracle answered, stream bought, `kubectl get kontrakt`
 #   make test   every test: generated files fresh, fmt, clippy, unit, contracts, e2e
 #
 # Everything installs itself: npm packages (anvil, solc) from package-lock.json,
@@ -20,7 +20,7 @@ CARGO       ?= cargo
 
 .PHONY: help
 help:
-	@echo "make demo   - local control plane + CRDs + samples, then kubectl get scs,dstream,ap"
+	@echo "make demo   - control plane, anvil, operator, samples: oracle answered, stream bought and verified"
 	@echo "make test   - all tests (generated files, fmt, clippy, unit, contracts, e2e)"
 	@echo "make demo-down - stop what make demo started"
 	@echo "make cluster-up / cluster-down - the local control plane alone"

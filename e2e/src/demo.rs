@@ -13,6 +13,7 @@
 
 use crate::{
     KONTRAKT_KINDS, TestNamespace, cluster,
+    contracts::Shipping,
     devices::Device,
     stack::{Binaries, Stack},
 };
@@ -35,16 +36,6 @@ use kube::{
     api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams},
 };
 use std::{net::SocketAddr, time::Duration};
-
-mod shipping {
-    alloy::sol!(
-        #[sol(rpc)]
-        #[derive(Debug)]
-        Shipping,
-        "../sidecar/contracts/out/Shipping.json"
-    );
-}
-use shipping::Shipping;
 
 /// The sample objects' names.
 pub const SERVICE: &str = "shipping";

@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod contract_services;
+pub mod contracts;
 pub mod demo;
 pub mod devices;
 pub mod operator_process;

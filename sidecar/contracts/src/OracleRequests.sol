@@ -51,6 +51,8 @@ abstract contract OracleRequests {
         bytes4 callback;
         uint64 deadline;
         OracleRequestStatus status;
+        // The gas the callback gets, committed at request time (same slot as the fields above).
+        uint32 callbackGas;
     }
 
     /// @dev All four counters in one slot, so the operator reads them in one call and an
@@ -61,6 +63,14 @@ abstract contract OracleRequests {
         uint64 failed;
         uint64 expired;
     }
+
+    /// @notice The callback gas of a request that names none (`_requestData` without it).
+    uint32 public constant DEFAULT_CALLBACK_GAS = 200_000;
+    /// @notice The most gas a request may commit for its callback.
+    uint32 public constant MAX_CALLBACK_GAS = 5_000_000;
+    /// @dev Gas between the check in `fulfil` and the callback's first instruction (the CALL
+    /// itself), kept above what it costs so the callback always gets all it committed.
+    uint256 private constant CALLBACK_CALL_RESERVE = 2_500;
 
     /// @notice Domain tag of error attestations (`fulfilError`).
     bytes32 public constant ORACLE_ERROR_DOMAIN = keccak256("KontraktOracle.fulfilError");
@@ -107,13 +117,18 @@ abstract contract OracleRequests {
     /// contract's rule: an enrolled oracle, or the admin without a registry). A forged
     /// attestation recovers to some unrelated address and fails here too.
     error NotOracle(address signer);
-    /// @notice The callback ran out of gas: the transaction had too little gas, so the
-    /// request stays pending rather than being recorded as failed.
-    error CallbackOutOfGas(bytes32 id);
+    /// @notice The transaction left less gas than the callback committed at request time
+    /// (plus the 1/64 a call keeps back): nothing is recorded and the request stays pending.
+    error InsufficientCallbackGas(bytes32 id, uint256 callbackGas);
+    /// @notice A request's callback gas must be between 1 and `MAX_CALLBACK_GAS`.
+    error CallbackGasOutOfRange(uint256 callbackGas);
 
     /// @notice The contract asks the oracle for data from the named endpoint (never a URL).
     /// The oracle answers with `fulfil(id, result, attestation)`, which calls `callback`.
-    event OracleRequest(bytes32 indexed id, string endpoint, bytes params, bytes4 callback, uint64 deadline);
+    /// `callbackGas` is the gas `fulfil` gives the callback: an answer needs at least that much.
+    event OracleRequest(
+        bytes32 indexed id, string endpoint, bytes params, bytes4 callback, uint64 deadline, uint32 callbackGas
+    );
     /// @notice The request `id` was answered by `oracle` and its callback succeeded.
     event OracleFulfilled(bytes32 indexed id, address indexed oracle);
     /// @notice The request `id` was answered by `oracle` but its callback reverted with `reason`;
@@ -149,14 +164,21 @@ abstract contract OracleRequests {
     /// @return status None, Pending, Fulfilled, Cancelled or Failed.
     /// @return callback The selector `fulfil` calls with the result.
     /// @return deadline The last timestamp at which the request may be answered.
-    /// @return commitment keccak256(abi.encode(endpoint, params, callback, deadline)).
+    /// @return commitment keccak256(abi.encode(endpoint, params, callback, deadline, callbackGas)).
+    /// @return callbackGas The gas `fulfil` gives the callback.
     function oracleRequestOf(bytes32 id)
         external
         view
-        returns (OracleRequestStatus status, bytes4 callback, uint64 deadline, bytes32 commitment)
+        returns (
+            OracleRequestStatus status,
+            bytes4 callback,
+            uint64 deadline,
+            bytes32 commitment,
+            uint32 callbackGas
+        )
     {
         OracleRequestRecord storage r = _oracleRequests[id];
-        return (r.status, r.callback, r.deadline, r.commitment);
+        return (r.status, r.callback, r.deadline, r.commitment, r.callbackGas);
     }
 
     /// @notice The oracle counters, read in one call.
@@ -184,13 +206,16 @@ abstract contract OracleRequests {
     /// @param params The ABI-encoded parameters.
     /// @param callback The callback selector.
     /// @param deadline The request deadline.
-    /// @return keccak256(abi.encode(endpoint, params, callback, deadline)).
-    function oracleCommitment(string memory endpoint, bytes memory params, bytes4 callback, uint64 deadline)
-        public
-        pure
-        returns (bytes32)
-    {
-        return keccak256(abi.encode(endpoint, params, callback, deadline));
+    /// @param callbackGas The gas the callback gets.
+    /// @return keccak256(abi.encode(endpoint, params, callback, deadline, callbackGas)).
+    function oracleCommitment(
+        string memory endpoint,
+        bytes memory params,
+        bytes4 callback,
+        uint64 deadline,
+        uint32 callbackGas
+    ) public pure returns (bytes32) {
+        return keccak256(abi.encode(endpoint, params, callback, deadline, callbackGas));
     }
 
     /// @notice The digest an oracle signs (EIP-191) to answer request `id` with `result`.
@@ -212,10 +237,16 @@ abstract contract OracleRequests {
     // ---------------------------------------------------------------- answers
 
     /// @notice Answers pending request `id` with `result` and calls its callback with
-    /// `abi.encodePacked(callback, id, result)`. Once per id, at or before the deadline. If the
-    /// callback reverts the request is recorded as Failed (`OracleCallbackFailed` carries the
-    /// revert data), so it is answered exactly once and never retried; if it runs out of gas
-    /// the whole call reverts (`CallbackOutOfGas`) and the request stays pending.
+    /// `abi.encodePacked(callback, id, result)` and exactly the gas the request committed. Once
+    /// per id, at or before the deadline. The transaction must leave the callback all of that
+    /// gas, or the whole call reverts (`InsufficientCallbackGas`) and the request stays pending;
+    /// so a callback that reverts did so with the gas it asked for, and the request is recorded
+    /// as Failed (`OracleCallbackFailed` carries the revert data), answered exactly once.
+    /// @dev Why the gas is committed: an attestation is public once broadcast, and anyone may
+    /// resend it. With "whatever gas is left" a sender could choose a gas limit at which a call
+    /// made *by* the callback runs out of gas while the callback itself sees an ordinary revert,
+    /// and so record a valid answer as Failed for good (Chainlink reserves callback gas and
+    /// Airnode has `fulfillmentGasLimit` for the same reason).
     /// @param id The request id.
     /// @param result The callback's arguments after the id (see the contract notes).
     /// @param attestation The oracle's EIP-191 signature of `oracleResultDigest(id, result)`.
@@ -223,21 +254,24 @@ abstract contract OracleRequests {
         OracleRequestRecord storage r = _pendingRequest(id);
         address oracle = _attester(oracleResultDigest(id, result), attestation);
         bytes4 callback = r.callback;
+        uint256 callbackGas = r.callbackGas;
         // Answered before the callback runs: a re-entering fulfil finds it not pending.
         r.status = OracleRequestStatus.Fulfilled;
-        uint256 gasBefore = gasleft();
+        bytes memory call = abi.encodePacked(callback, id, result);
+        // A CALL forwards at most 63/64 of what is left (EIP-150): check that this covers the
+        // committed gas, so the callback never runs with less than it asked for.
+        if (gasleft() < callbackGas + callbackGas / 63 + CALLBACK_CALL_RESERVE) {
+            revert InsufficientCallbackGas(id, callbackGas);
+        }
         // Saved and restored, so a fulfil nested in a callback cannot leave its oracle behind.
         address outer = _callbackOracle;
         _callbackOracle = oracle;
-        (bool ok, bytes memory reason) = address(this).call(abi.encodePacked(callback, id, result));
+        (bool ok, bytes memory reason) = address(this).call{gas: callbackGas}(call);
         _callbackOracle = outer;
         if (ok) {
             _oracleStats.fulfilled += 1;
             emit OracleFulfilled(id, oracle);
         } else {
-            // Out of gas (the 1/64 kept back is nearly all that is left) is the sender's
-            // fault, not the answer's: revert so the request can still be answered.
-            if (gasleft() <= gasBefore / 63) revert CallbackOutOfGas(id);
             r.status = OracleRequestStatus.Failed;
             _oracleStats.failed += 1;
             emit OracleCallbackFailed(id, oracle, reason);
@@ -273,7 +307,8 @@ abstract contract OracleRequests {
 
     // ---------------------------------------------------------------- for the logic
 
-    /// @notice Asks the oracle for data from a named endpoint of the sidecar's config.
+    /// @notice Asks the oracle for data from a named endpoint of the sidecar's config; the
+    /// callback gets `DEFAULT_CALLBACK_GAS`.
     /// @param endpoint The endpoint name (never a URL).
     /// @param params `abi.encode(string[] names, string[] values)` (see `_oracleParams`), or empty.
     /// @param callback The selector of an `onlyOracleCallback` function `(bytes32 requestId, ...)`.
@@ -283,16 +318,32 @@ abstract contract OracleRequests {
         internal
         returns (bytes32 id)
     {
+        return _requestData(endpoint, params, callback, deadline, DEFAULT_CALLBACK_GAS);
+    }
+
+    /// @notice The same, with the gas the callback needs (at most `MAX_CALLBACK_GAS`): `fulfil`
+    /// gives it exactly that, and the sidecar sends its answer with enough gas for it.
+    /// @param callbackGas The callback's gas, including every call it makes.
+    /// @return id The unique request id.
+    function _requestData(
+        string memory endpoint,
+        bytes memory params,
+        bytes4 callback,
+        uint64 deadline,
+        uint32 callbackGas
+    ) internal returns (bytes32 id) {
         if (deadline <= block.timestamp) revert DeadlineNotInFuture(deadline);
+        if (callbackGas == 0 || callbackGas > MAX_CALLBACK_GAS) revert CallbackGasOutOfRange(callbackGas);
         uint64 nonce = _oracleStats.requested++;
         id = keccak256(abi.encode(block.chainid, address(this), nonce));
         _oracleRequests[id] = OracleRequestRecord({
-            commitment: oracleCommitment(endpoint, params, callback, deadline),
+            commitment: oracleCommitment(endpoint, params, callback, deadline, callbackGas),
             callback: callback,
             deadline: deadline,
-            status: OracleRequestStatus.Pending
+            status: OracleRequestStatus.Pending,
+            callbackGas: callbackGas
         });
-        emit OracleRequest(id, endpoint, params, callback, deadline);
+        emit OracleRequest(id, endpoint, params, callback, deadline, callbackGas);
     }
 
     /// @dev Request params with one named parameter.

@@ -622,7 +622,13 @@ impl Oracle {
             return Ok(Outcome::AlreadyAnswered);
         }
         let what = format!("{what}({})", r.id);
-        tx.gas = self.gas_limit(&tx).await;
+        // Only `fulfil` runs the callback: the others need no room for it.
+        let callback_gas = if outcome == Outcome::Fulfilled {
+            r.callback_gas
+        } else {
+            0
+        };
+        tx.gas = self.gas_limit(&tx, callback_gas).await;
         let sent = {
             let _slot = self.slots.acquire().await;
             self.chain.send(&what, tx, &[&self.abi]).await
@@ -644,11 +650,13 @@ impl Oracle {
     }
 
     /// The gas limit from one execution of the answer (`eth_createAccessList` reports the gas
-    /// used), with headroom for the callback's 63/64 forwarding and for state changing before it
-    /// is mined. `eth_estimateGas` would execute it a dozen times in its search, which limits the
-    /// answers per second the node can take. `None` (the answer would revert, or the node cannot
-    /// tell) leaves the estimate to `Chain::send`, which names the revert.
-    async fn gas_limit(&self, tx: &TransactionRequest) -> Option<u64> {
+    /// used) plus all of the callback gas the request committed, so `fulfil` always has the
+    /// callback's full gas (it refuses less) however little the callback used in this run,
+    /// with headroom for state changing before it is mined. `eth_estimateGas` would execute it a
+    /// dozen times in its search, which limits the answers per second the node can take. `None`
+    /// (the answer would revert, or the node cannot tell) leaves the estimate to `Chain::send`,
+    /// which names the revert.
+    async fn gas_limit(&self, tx: &TransactionRequest, callback_gas: u32) -> Option<u64> {
         let mut call = tx.clone();
         call.from = Some(self.chain.signer());
         let result = self.chain.provider().create_access_list(&call).await.ok()?;
@@ -656,7 +664,8 @@ impl Oracle {
             return None;
         }
         let used = u64::try_from(result.gas_used).ok()?;
-        Some(used + used / 4 + GAS_HEADROOM)
+        let callback = u64::from(callback_gas);
+        Some(used + used / 4 + GAS_HEADROOM + callback + callback / 63)
     }
 
     fn sign(&self, digest: B256) -> Result<Bytes, HandleError> {

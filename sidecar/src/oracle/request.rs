@@ -15,6 +15,8 @@ pub struct OracleRequest {
     pub params: Bytes,
     pub callback: FixedBytes<4>,
     pub deadline: u64,
+    /// The gas `fulfil` gives the callback, committed by the request.
+    pub callback_gas: u32,
     pub block: u64,
 }
 
@@ -32,11 +34,12 @@ impl OracleRequest {
             params: e.params,
             callback: e.callback,
             deadline: e.deadline,
+            callback_gas: e.callbackGas,
             block: log.block_number.unwrap_or_default(),
         })
     }
 
-    /// The contract's `oracleCommitment(endpoint, params, callback, deadline)`.
+    /// The contract's `oracleCommitment(endpoint, params, callback, deadline, callbackGas)`.
     pub fn commitment(&self) -> B256 {
         keccak256(
             (
@@ -44,6 +47,7 @@ impl OracleRequest {
                 self.params.clone(),
                 self.callback,
                 self.deadline,
+                self.callback_gas,
             )
                 .abi_encode_params(),
         )
@@ -114,6 +118,7 @@ mod tests {
             params,
             callback: FixedBytes([1, 2, 3, 4]),
             deadline: 10,
+            callback_gas: 200_000,
             block: 1,
         }
     }

@@ -33,8 +33,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(120);
-const PRICE: u64 = 1_000;
-const SECONDS: u64 = 60;
+/// An hour at a price that makes it cost DataMarket's `MIN_RATED_PAYMENT` (0.001 ether), so
+/// the finished subscription earns the buyer a rating.
+const PRICE: u64 = 277_777_777_778;
+const SECONDS: u64 = 3_600;
 
 /// A pump's telemetry: each GET answers the next reading as JSON.
 async fn sensor() -> (u16, tokio::task::JoinHandle<()>) {

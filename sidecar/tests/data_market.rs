@@ -1,5 +1,6 @@
 //! The DataMarket contract on a real anvil: keyed registration, paid time-bounded access,
-//! monotonic anchoring, withdrawal, one rating per finished subscription, enrollment.
+//! monotonic anchoring, withdrawal, ratings that must be earned and count each rater once,
+//! enrollment.
 
 mod common;
 mod market;
@@ -177,7 +178,8 @@ async fn register_subscribe_extend_anchor_withdraw_and_rate() {
     assert_eq!((stats.active_subscribers, stats.subscribers), (1, 1));
     assert_eq!(stats.revenue_wei, U256::from(1200));
 
-    // After the end: access is gone, each side rates once, 1..5.
+    // After the end: access is gone; this cheap, short window (1,200 wei for 120 s) earns
+    // neither side a rating (see the ratings test for one that does).
     advance_time(&buyer, 200).await;
     let stats = read_stream_stats(seller.provider(), address, id)
         .await
@@ -189,27 +191,18 @@ async fn register_subscribe_extend_anchor_withdraw_and_rate() {
         reverted(market_tx(&buyer, "score 6", six).await),
         "InvalidScore(6)"
     );
-    market_tx(
-        &buyer,
-        "rate seller",
-        bm.rate(id, seller.signer(), 5).into_transaction_request(),
-    )
-    .await
-    .unwrap();
-    let twice = bm.rate(id, seller.signer(), 4).into_transaction_request();
-    assert!(reverted(market_tx(&buyer, "rate twice", twice).await).starts_with("NothingToRate("));
-    market_tx(
-        &seller,
-        "rate buyer",
-        m.rate(id, buyer_key.address(), 3)
-            .into_transaction_request(),
-    )
-    .await
-    .unwrap();
+    for (who, chain, tx) in [
+        ("buyer", &buyer, bm.rate(id, seller.signer(), 5)),
+        ("seller", &seller, m.rate(id, buyer_key.address(), 3)),
+    ] {
+        assert!(
+            reverted(market_tx(chain, who, tx.into_transaction_request()).await)
+                .starts_with("RatingNotEarned("),
+            "the {who} may not rate an under-minimum window"
+        );
+    }
     let r = m.ratingOf(seller.signer()).call().await.unwrap();
-    assert_eq!((r.sum, r.count), (U256::from(5), U256::from(1)));
-    let r = m.ratingOf(buyer_key.address()).call().await.unwrap();
-    assert_eq!((r.sum, r.count), (U256::from(3), U256::from(1)));
+    assert_eq!((r.sum, r.count), (U256::ZERO, U256::ZERO));
 
     // Withdraw: the balance moves to the seller, once.
     let before = seller
@@ -309,4 +302,114 @@ async fn with_a_registry_only_enrolled_publishers_and_subscribers_take_part() {
     enroll(&admin, registry, buyer.signer(), Role::Subscriber).await;
     market_tx(&buyer, "subscribe", pay).await.unwrap();
     assert!(bm.hasAccess(id, buyer.signer()).call().await.unwrap());
+}
+
+/// Ratings resist self-dealing: the seller cannot subscribe to its own stream; only a window
+/// of at least `MIN_RATED_DURATION` that cost at least `MIN_RATED_PAYMENT` may be rated, once
+/// per side; a rater's second window replaces its score rather than adding one.
+#[tokio::test]
+async fn ratings_are_earned_once_per_window_and_count_each_rater_once() {
+    let anvil = Anvil::spawn();
+    let admin = chain_for(&anvil, &dev_key(0)).await;
+    let (_, seller) = funded(&anvil, &admin).await;
+    let (buyer_key, buyer) = funded(&anvil, &admin).await;
+    let (address, _) = ensure_market(&seller, Address::ZERO).await.unwrap();
+    let m = DataMarket::new(address, seller.provider());
+    let (min_paid, min_seconds) = (
+        m.MIN_RATED_PAYMENT().call().await.unwrap(),
+        m.MIN_RATED_DURATION().call().await.unwrap(),
+    );
+    // Independent of the contract's constants: 0.001 ether for an hour.
+    assert_eq!((min_paid, min_seconds), (U256::from(10u64.pow(15)), 3_600));
+    // The lowest price at which an hour costs the minimum (rounded up).
+    let price = (min_paid + U256::from(min_seconds - 1)) / U256::from(min_seconds);
+    let id = ensure_stream(&seller, address, stream_key("default", "rated"), price, 60)
+        .await
+        .unwrap();
+    let cost = |seconds: u64| price * U256::from(seconds);
+
+    // The seller cannot buy its own stream.
+    let own = m
+        .subscribe(id, 3_600)
+        .value(cost(3_600))
+        .into_transaction_request();
+    assert!(
+        reverted(market_tx(&seller, "self-subscription", own).await)
+            .starts_with("SelfSubscription("),
+    );
+
+    // An hour's window, paid in two parts (subscription + extension), earns one rating each side.
+    let bm = DataMarket::new(address, buyer.provider());
+    for part in ["subscribe", "extend"] {
+        let pay = bm
+            .subscribe(id, 1_800)
+            .value(cost(1_800))
+            .into_transaction_request();
+        market_tx(&buyer, part, pay).await.unwrap();
+    }
+    advance_time(&buyer, 3_601).await;
+    market_tx(
+        &buyer,
+        "rate seller",
+        bm.rate(id, seller.signer(), 5).into_transaction_request(),
+    )
+    .await
+    .unwrap();
+    let twice = bm.rate(id, seller.signer(), 4).into_transaction_request();
+    assert!(reverted(market_tx(&buyer, "rate twice", twice).await).starts_with("NothingToRate("));
+    market_tx(
+        &seller,
+        "rate buyer",
+        m.rate(id, buyer_key.address(), 3)
+            .into_transaction_request(),
+    )
+    .await
+    .unwrap();
+    let r = m.ratingOf(seller.signer()).call().await.unwrap();
+    assert_eq!((r.sum, r.count), (U256::from(5), U256::from(1)));
+    let r = m.ratingOf(buyer_key.address()).call().await.unwrap();
+    assert_eq!((r.sum, r.count), (U256::from(3), U256::from(1)));
+
+    // A second earned window by the same buyer: its new score replaces the old one.
+    let pay = bm
+        .subscribe(id, 3_600)
+        .value(cost(3_600))
+        .into_transaction_request();
+    market_tx(&buyer, "subscribe again", pay).await.unwrap();
+    advance_time(&buyer, 3_601).await;
+    market_tx(
+        &buyer,
+        "rate again",
+        bm.rate(id, seller.signer(), 1).into_transaction_request(),
+    )
+    .await
+    .unwrap();
+    let r = m.ratingOf(seller.signer()).call().await.unwrap();
+    assert_eq!(
+        (r.sum, r.count),
+        (U256::from(1), U256::from(1)),
+        "one rater, latest score"
+    );
+    assert_eq!(
+        m.scoreBy(seller.signer(), buyer_key.address())
+            .call()
+            .await
+            .unwrap(),
+        1
+    );
+
+    // A window one second short of the minimum duration earns nothing.
+    let (_, other) = funded(&anvil, &admin).await;
+    let om = DataMarket::new(address, other.provider());
+    let pay = om
+        .subscribe(id, 3_599)
+        .value(cost(3_599))
+        .into_transaction_request();
+    market_tx(&other, "short window", pay).await.unwrap();
+    advance_time(&other, 3_600).await;
+    let early = om.rate(id, seller.signer(), 5).into_transaction_request();
+    assert!(
+        reverted(market_tx(&other, "short window rating", early).await)
+            .starts_with("RatingNotEarned(")
+    );
 }

@@ -9,6 +9,16 @@ import {Roles} from "./Roles.sol";
 /// subscribers pay for time-bounded access (the `Subscribed` event is the invoice and
 /// receipt), the publisher anchors Merkle roots of message batches (raw data never goes on
 /// chain), withdraws its earnings, and both sides rate each other once per finished subscription.
+///
+/// What a rating can and cannot prove: a rating is counted only for a finished access window
+/// (a subscription and its extensions) that lasted at least `MIN_RATED_DURATION` and cost at
+/// least `MIN_RATED_PAYMENT`, from an account other than the seller (and, with a registry, an
+/// enrolled Subscriber or Publisher); each rater counts once per counterparty (its latest
+/// score), so `ratingOf` is an average over distinct raters. It proves that every rater paid
+/// that much for that long. It cannot prove the raters are independent of the seller: a
+/// seller with capital can still fund other accounts, subscribe and rate itself, at the cost
+/// of locking `MIN_RATED_PAYMENT` per account for `MIN_RATED_DURATION` (the payment returns to
+/// the seller on withdraw). Read `count` beside the average for that reason.
 /// @dev With a registry, publishers must be enrolled as `Roles.Publisher` and subscribers as
 /// `Roles.Subscriber`; with registry zero there is no policy.
 contract DataMarket {
@@ -25,6 +35,10 @@ contract DataMarket {
         // The `until` of the window each side last rated: a window can be rated once per side.
         uint64 subscriberRatedUntil;
         uint64 sellerRatedUntil;
+        // Start of the current access window (a subscription and its extensions).
+        uint64 windowStart;
+        // What the current window cost in all.
+        uint256 windowPaid;
     }
 
     struct Anchor {
@@ -60,6 +74,17 @@ contract DataMarket {
     error InvalidScore(uint8 score);
     /// @notice There is no finished, unrated subscription between the caller and the counterparty.
     error NothingToRate(uint256 streamId, address rater, address counterparty);
+    /// @notice The finished window was shorter than `MIN_RATED_DURATION` or cost less than
+    /// `MIN_RATED_PAYMENT`: it may not be rated.
+    error RatingNotEarned(uint256 streamId, address subscriber, uint256 paid, uint64 duration);
+    /// @notice A seller may not subscribe to its own stream.
+    error SelfSubscription(uint256 streamId);
+
+    /// @notice The least a finished access window must have cost for either side to rate it
+    /// (the same for every stream: a seller cannot lower it for its own).
+    uint256 public constant MIN_RATED_PAYMENT = 0.001 ether;
+    /// @notice The shortest finished access window either side may rate.
+    uint64 public constant MIN_RATED_DURATION = 1 hours;
 
     /// @notice A stream was registered.
     event StreamRegistered(
@@ -91,8 +116,11 @@ contract DataMarket {
     mapping(uint256 => mapping(address => Access)) private _access;
     mapping(uint256 => mapping(uint64 => Anchor)) private _anchors;
     mapping(address => uint256) private _balances;
+    // Per rated account: the sum of each distinct rater's latest score, how many raters, and
+    // each rater's latest score (0: none yet).
     mapping(address => uint256) private _ratingSum;
     mapping(address => uint256) private _ratingCount;
+    mapping(address => mapping(address => uint8)) private _scoreBy;
 
     /// @param registry_ The EnrollmentRegistry, or zero for no enrollment policy.
     constructor(address registry_) {
@@ -100,9 +128,7 @@ contract DataMarket {
     }
 
     modifier onlyEnrolled(uint8 role) {
-        if (_registry != address(0) && !IEnrollmentRegistry(_registry).isEnrolled(msg.sender, role)) {
-            revert NotEnrolled(msg.sender, role);
-        }
+        _requireEnrolled(msg.sender, role);
         _;
     }
 
@@ -167,11 +193,18 @@ contract DataMarket {
     /// @param duration Seconds of access (at least the stream's minDuration); msg.value must be pricePerSecond * duration.
     function subscribe(uint256 streamId, uint64 duration) external payable onlyEnrolled(Roles.Subscriber) {
         Stream storage s = _stream(streamId);
+        if (msg.sender == s.seller) revert SelfSubscription(streamId);
         if (duration < s.minDuration) revert DurationTooShort(duration, s.minDuration);
         uint256 price = s.pricePerSecond * duration;
         if (msg.value != price) revert WrongPayment(price, msg.value);
         Access storage a = _access[streamId][msg.sender];
         uint64 from = a.until > block.timestamp ? a.until : uint64(block.timestamp);
+        if (a.until <= block.timestamp) {
+            // A new window; a running one is extended.
+            a.windowStart = from;
+            a.windowPaid = 0;
+        }
+        a.windowPaid += msg.value;
         uint64 until = from + duration;
         a.until = until;
         _balances[s.seller] += msg.value;
@@ -181,7 +214,10 @@ contract DataMarket {
     // ---------------------------------------------------------------- rating
 
     /// @notice Rates the other side of a finished subscription, once per side and access window:
-    /// a subscriber rates the seller, the seller rates a subscriber.
+    /// a subscriber rates the seller, the seller rates a subscriber. The window must have
+    /// earned it (`MIN_RATED_DURATION`, `MIN_RATED_PAYMENT`); with a registry the rater must be
+    /// enrolled (Subscriber, or Publisher for the seller). A rater's new score replaces its
+    /// previous one for the same counterparty (see the contract notes).
     /// @param streamId The stream.
     /// @param counterparty The seller (when the caller subscribed) or the subscriber (when the caller is the seller).
     /// @param score 1 (worst) to 5 (best).
@@ -197,10 +233,17 @@ contract DataMarket {
         if (a.until == 0 || a.until > block.timestamp || ratedUntil == a.until) {
             revert NothingToRate(streamId, msg.sender, counterparty);
         }
+        uint64 lasted = a.until - a.windowStart;
+        if (a.windowPaid < MIN_RATED_PAYMENT || lasted < MIN_RATED_DURATION) {
+            revert RatingNotEarned(streamId, subscriber, a.windowPaid, lasted);
+        }
+        _requireEnrolled(msg.sender, bySeller ? Roles.Publisher : Roles.Subscriber);
         if (bySeller) a.sellerRatedUntil = a.until;
         else a.subscriberRatedUntil = a.until;
-        _ratingSum[counterparty] += score;
-        _ratingCount[counterparty] += 1;
+        uint8 previous = _scoreBy[counterparty][msg.sender];
+        _scoreBy[counterparty][msg.sender] = score;
+        if (previous == 0) _ratingCount[counterparty] += 1;
+        _ratingSum[counterparty] = _ratingSum[counterparty] - previous + score;
         emit Rated(streamId, msg.sender, counterparty, score);
     }
 
@@ -280,12 +323,26 @@ contract DataMarket {
         return _balances[seller];
     }
 
-    /// @notice The ratings `account` received.
+    /// @notice The ratings `account` received, one per distinct rater (its latest score).
     /// @param account The rated account.
-    /// @return sum The sum of all scores.
-    /// @return count How many ratings.
+    /// @return sum The sum of the raters' latest scores.
+    /// @return count How many distinct raters: the average is sum / count.
     function ratingOf(address account) external view returns (uint256 sum, uint256 count) {
         return (_ratingSum[account], _ratingCount[account]);
+    }
+
+    /// @notice The latest score `rater` gave `account` (0: none).
+    /// @param account The rated account.
+    /// @param rater The rater.
+    /// @return The score, 1..5, or 0.
+    function scoreBy(address account, address rater) external view returns (uint8) {
+        return _scoreBy[account][rater];
+    }
+
+    function _requireEnrolled(address account, uint8 role) private view {
+        if (_registry != address(0) && !IEnrollmentRegistry(_registry).isEnrolled(account, role)) {
+            revert NotEnrolled(account, role);
+        }
     }
 
     function _stream(uint256 streamId) private view returns (Stream storage s) {

@@ -6,6 +6,7 @@
 //! database ends with our logic as its writer.
 
 use alloy::primitives::{Address, B256, keccak256};
+use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use serde::Serialize;
 
@@ -53,6 +54,16 @@ pub enum DeployError {
         writer: Address,
         current: u64,
         ours: u64,
+    },
+    #[error(
+        "the current logic {writer} (version {current}) of database {database} holds {wei} wei; version {ours} could not pay it out, so the upgrade waits: settle it, or have that version move it into the database's custody (ContractDatabase.depositValue), then the switch proceeds"
+    )]
+    OldLogicHoldsValue {
+        database: Address,
+        writer: Address,
+        current: u64,
+        ours: u64,
+        wei: alloy::primitives::U256,
     },
 }
 
@@ -217,6 +228,25 @@ impl Pair {
             });
         }
         if writer != Address::ZERO {
+            // Value a logic holds itself would be stranded by the switch: the new version
+            // cannot move it. (Logic built on the library keeps it in the database instead.)
+            let wei = chain
+                .provider()
+                .get_balance(writer)
+                .await
+                .map_err(|e| ChainError::Rpc {
+                    what: format!("eth_getBalance({writer})"),
+                    source: e,
+                })?;
+            if !wei.is_zero() {
+                return Err(DeployError::OldLogicHoldsValue {
+                    database,
+                    writer,
+                    current,
+                    ours: self.version,
+                    wei,
+                });
+            }
             tracing::info!(%database, from = current, to = self.version, "upgrading the pair's logic");
         }
         // The new logic is already deployed, so one `setWriter` is the whole switch: it is

@@ -151,6 +151,40 @@ contract ContractDatabase is TwoStepAdmin {
         emit ReadOnlyChanged(readOnly_);
     }
 
+    // ---------------------------------------------------------------- value
+
+    /// @notice Ether the logic keeps on behalf of its users (escrows, deposits) lives here,
+    /// beside the records that account for it, and only the current writer moves it: value
+    /// follows the data across upgrades, so version 2 pays out what version 1 took in and a
+    /// replaced logic holds nothing. The logic keeps the per-record accounting (whose money,
+    /// how much) in its records, as with any other data.
+    event ValueDeposited(address indexed writer, uint256 amount);
+    /// @notice The writer paid `amount` of the held ether to `to`.
+    event ValuePaid(address indexed writer, address indexed to, uint256 amount);
+
+    /// @notice Sending held ether failed.
+    error ValueTransferFailed(address to, uint256 amount);
+
+    /// @notice Takes `msg.value` into the database's custody; the current writer only.
+    function depositValue() external payable onlyWriter {
+        emit ValueDeposited(msg.sender, msg.value);
+    }
+
+    /// @notice Pays `amount` of the held ether to `to`; the current writer only.
+    /// @param to The recipient.
+    /// @param amount The amount, in wei.
+    function payValue(address to, uint256 amount) external onlyWriter {
+        emit ValuePaid(msg.sender, to, amount);
+        (bool ok,) = payable(to).call{value: amount}("");
+        if (!ok) revert ValueTransferFailed(to, amount);
+    }
+
+    /// @notice The ether held for the logic, in wei.
+    /// @return The database's balance.
+    function heldValue() external view returns (uint256) {
+        return address(this).balance;
+    }
+
     // ---------------------------------------------------------------- uint256
 
     /// @notice Stores an unsigned integer under `key`.

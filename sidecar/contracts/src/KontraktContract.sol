@@ -115,6 +115,18 @@ abstract contract KontraktContract is TwoStepAdmin {
         return _database;
     }
 
+    /// @dev Puts `amount` of the ether this call received into the database's custody, where
+    /// every later version can pay it out: a logic contract that takes value in should call
+    /// this rather than hold it (`ContractDatabase.depositValue`).
+    function _depositValue(uint256 amount) internal {
+        _database.depositValue{value: amount}();
+    }
+
+    /// @dev Pays `amount` of the database's held ether to `to` (`ContractDatabase.payValue`).
+    function _payValue(address to, uint256 amount) internal {
+        _database.payValue(to, amount);
+    }
+
     function _setUint(bytes32 key, uint256 value) internal {
         _database.setUint(key, value);
     }

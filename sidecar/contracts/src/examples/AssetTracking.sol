@@ -9,8 +9,9 @@ import {Roles} from "../Roles.sol";
 /// retailer; the payment is released ("sendMoney") when the oracle reports that the container
 /// and the retailer are at the same location (their BLE/GSM/LTE radios met). If that does not
 /// happen within `ESCROW_PERIOD`, the payer gets a refund.
-/// @dev All data lives in the ContractDatabase; the escrowed ether is held by this logic
-/// contract, so settle (release or refund) every escrow before retiring this version.
+/// @dev All data lives in the ContractDatabase, and so does the escrowed ether (the database's
+/// custody, `_depositValue`/`_payValue`): a new version releases or refunds what an older one
+/// took in, and a replaced version holds nothing.
 contract AssetTracking is KontraktOracle {
     /// @notice Lifecycle of a tracked container.
     enum AssetStatus {
@@ -52,8 +53,6 @@ contract AssetTracking is KontraktOracle {
     error EscrowNotExpired(bytes32 container, uint64 refundAfter);
     /// @notice The oracle answered a request this contract does not know.
     error UnknownColocationRequest(bytes32 requestId);
-    /// @notice Sending ether failed.
-    error TransferFailed();
 
     /// @notice A container was registered and `amount` escrowed for `retailer`.
     event AssetRegistered(
@@ -94,6 +93,7 @@ contract AssetTracking is KontraktOracle {
         _setUint(_key(container, REFUND_AFTER), refundAfter);
         _setUint(_key(container, STATUS), uint256(AssetStatus.InTransit));
         _setUint(COUNT, _getUint(COUNT) + 1);
+        _depositValue(msg.value);
         emit AssetRegistered(container, msg.sender, retailer, msg.value, refundAfter);
     }
 
@@ -121,7 +121,7 @@ contract AssetTracking is KontraktOracle {
         uint256 amount = _getUint(_key(container, AMOUNT));
         _setUint(_key(container, STATUS), uint256(AssetStatus.Refunded));
         emit PaymentRefunded(container, payer, amount);
-        _send(payer, amount);
+        _payValue(payer, amount);
     }
 
     // ---------------------------------------------------------------- thing communication
@@ -164,7 +164,7 @@ contract AssetTracking is KontraktOracle {
         uint256 amount = _getUint(_key(container, AMOUNT));
         _setUint(_key(container, STATUS), uint256(AssetStatus.Released));
         emit PaymentReleased(container, retailer, amount);
-        _send(retailer, amount);
+        _payValue(retailer, amount);
     }
 
     // ---------------------------------------------------------------- views
@@ -217,11 +217,6 @@ contract AssetTracking is KontraktOracle {
         AssetStatus status = _status(container);
         if (status == AssetStatus.None) revert UnknownAsset(container);
         if (status != AssetStatus.InTransit) revert NotInTransit(container, status);
-    }
-
-    function _send(address to, uint256 amount) private {
-        (bool ok,) = payable(to).call{value: amount}("");
-        if (!ok) revert TransferFailed();
     }
 
     function _status(bytes32 container) private view returns (AssetStatus) {

@@ -4,6 +4,10 @@
 //
 //   node sidecar/contracts/build.mjs          write out/*.json
 //   node sidecar/contracts/build.mjs --check  exit 1 if out/ differs from a fresh compile
+//   node sidecar/contracts/build.mjs --as-solc --version | --standard-json
+//       behave as a native `solc` for tools that expect one (Slither, through
+//       crytic-compile: no native solc is on any registry here), compiling with this
+//       file's settings so they analyse the bytecode that is committed
 import { createRequire } from "node:module";
 import { readFileSync, writeFileSync, readdirSync, mkdirSync, existsSync, unlinkSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
@@ -169,6 +173,23 @@ function existingArtifacts() {
   return readdirSync(outDir).filter((f) => f.endsWith(".json")).sort();
 }
 
+// `solc --version` / `solc --standard-json` (input on stdin) for crytic-compile: the
+// caller's sources, with this build's optimizer and EVM version.
+if (process.argv.includes("--as-solc")) {
+  if (process.argv.includes("--version")) {
+    console.log(`solc, the solidity compiler commandline interface\nVersion: ${solc.version()}`);
+  } else {
+    const input = JSON.parse(readFileSync(0, "utf8"));
+    input.settings = { ...input.settings, optimizer: OPTIMIZER, evmVersion: EVM_VERSION };
+    const findImports = (path) =>
+      existsSync(path) ? { contents: readFileSync(path, "utf8") } : { error: `not found: ${path}` };
+    // Exit only once the pipe took all of it (an early exit truncates large outputs).
+    process.stdout.write(solc.compile(JSON.stringify(input), { import: findImports }), () => process.exit(0));
+  }
+  if (process.argv.includes("--version")) process.exit(0);
+} else {
+
+
 const check = process.argv.includes("--check");
 const fresh = artifacts(compile());
 const names = Object.keys(fresh).sort();
@@ -197,4 +218,5 @@ if (check) {
   }
   for (const name of names) writeFileSync(join(outDir, name), fresh[name]);
   console.log(`build.mjs: wrote ${names.length} artifacts to ${relative(process.cwd(), outDir) || "."}`);
+}
 }

@@ -266,6 +266,9 @@ abstract contract OracleRequests {
         // Saved and restored, so a fulfil nested in a callback cannot leave its oracle behind.
         address outer = _callbackOracle;
         _callbackOracle = oracle;
+        // The restore after the call is the point (a nested fulfil's oracle must not stay
+        // behind), and the request is already answered, so a re-entering fulfil finds nothing.
+        // slither-disable-next-line reentrancy-no-eth
         (bool ok, bytes memory reason) = address(this).call{gas: callbackGas}(call);
         _callbackOracle = outer;
         if (ok) {

@@ -94,6 +94,8 @@ fn is_transient(e: &ServeError) -> bool {
         ServeError::Chain(c)
         | ServeError::Deploy(DeployError::Chain(c))
         | ServeError::Deploy(DeployError::Factory(FactoryError::Chain(c))) => c,
+        // The old version still holds value: the switch waits until it is settled on chain.
+        ServeError::Deploy(DeployError::OldLogicHoldsValue { .. }) => return true,
         _ => return false,
     };
     matches!(
@@ -109,6 +111,8 @@ struct Service {
     config: SidecarConfig,
     pair: Pair,
     chain: OnceLock<Chain>,
+    /// Why the pair is not in place yet (the last failed attempt), for `/readyz`.
+    deploy_waiting: std::sync::Mutex<Option<String>>,
     shutdown: watch::Receiver<bool>,
     /// The API's enrollment check (config `registry` + `access`).
     access: Option<AccessGuard>,
@@ -149,6 +153,7 @@ pub async fn serve(
         config,
         pair,
         chain: OnceLock::new(),
+        deploy_waiting: std::sync::Mutex::new(None),
         shutdown: stop_rx.clone(),
         access,
         enrollment: OnceLock::new(),
@@ -300,6 +305,10 @@ async fn deploy_with_backoff(
                 // serve never gives up on a transient failure; the pod stays unready meanwhile.
                 let wait = retry.backoff(attempt.min(30));
                 tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "deploy failed, retrying");
+                *service
+                    .deploy_waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(e),
@@ -420,7 +429,8 @@ fn unavailable(reason: &str) -> Response {
 
 async fn readyz(State(s): State<Arc<Service>>) -> Response {
     let Some(chain) = s.chain.get() else {
-        return unavailable("the pair is not deployed yet");
+        let waiting = s.deploy_waiting.lock().unwrap_or_else(|p| p.into_inner());
+        return unavailable(waiting.as_deref().unwrap_or("the pair is not deployed yet"));
     };
     match s.pair.state(chain).await {
         Ok(state) if state.is_ready(&s.pair.plan) => {

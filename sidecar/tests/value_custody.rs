@@ -10,7 +10,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
-use common::{Anvil, DEV_KEYS, config, key_file};
+use common::{Anvil, DEV_KEYS, Sidecar, config, key_file};
 use kontrakt_sidecar::chain::Chain;
 use kontrakt_sidecar::deploy::{DeployError, Pair};
 use kontrakt_sidecar::key::load_signer;
@@ -133,4 +133,27 @@ async fn escrows_survive_upgrades_and_each_payer_gets_their_own_money_back() {
     );
     let writer = v3.state(&admin).await.unwrap();
     assert!(writer.is_ready(&v3.plan), "v3 stays the writer");
+
+    // `serve` of version 4 waits (no crash loop) and says why on /readyz.
+    let sidecar = Sidecar::spawn(config(&anvil.url, &key, "AssetTracking", 4));
+    let url = format!("{}/readyz", sidecar.base);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(&url).await {
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            let reason = body["reason"].as_str().unwrap_or_default();
+            if reason.contains("holds 5 wei") {
+                assert_eq!(status, 503);
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never named the held value"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(v3.state(&admin).await.unwrap().is_ready(&v3.plan));
+    sidecar.stop().await;
 }

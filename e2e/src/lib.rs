@@ -6,6 +6,9 @@
 
 pub mod chain;
 pub mod contract_services;
+pub mod contracts;
+pub mod demo;
+pub mod devices;
 pub mod operator_process;
 pub mod pod_runner;
 pub mod secret_scan;
@@ -132,6 +135,29 @@ impl TestNamespace {
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
         Self { name }
+    }
+
+    /// `name` itself, created (or, if it exists, labelled) with server-side
+    /// apply: for `make demo`, whose namespaces keep their names across runs.
+    /// Deleted when dropped, like any other.
+    pub async fn named(client: &Client, name: &str) -> Self {
+        let ns = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": { POD_SECURITY_ENFORCE.0: POD_SECURITY_ENFORCE.1 },
+            },
+        });
+        Api::<Namespace>::all(client.clone())
+            .patch(
+                name,
+                &kube::api::PatchParams::apply("kontrakt-e2e").force(),
+                &kube::api::Patch::Apply(&ns),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply namespace {name}: {e}"));
+        Self { name: name.into() }
     }
 
     pub fn name(&self) -> &str {

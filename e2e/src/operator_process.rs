@@ -54,10 +54,14 @@ pub struct Release {
 }
 
 impl Release {
-    /// `helm install kontrakt charts/kontrakt --skip-crds` into a fresh
-    /// namespace with `watchNamespace=<watch_namespace>` and `sets`.
-    pub async fn install(client: &Client, watch_namespace: &str, sets: &[(&str, &str)]) -> Release {
-        let namespace = TestNamespace::create(client, "kontrakt-op").await;
+    /// `helm install kontrakt charts/kontrakt --skip-crds` into `namespace`
+    /// (deleted with the release) with `watchNamespace=<watch_namespace>` and `sets`.
+    pub async fn install(
+        client: &Client,
+        namespace: TestNamespace,
+        watch_namespace: &str,
+        sets: &[(&str, &str)],
+    ) -> Release {
         let chart = crate::workspace().join("charts/kontrakt");
         let mut args: Vec<String> = vec![
             "install".into(),

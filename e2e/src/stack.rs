@@ -55,7 +55,19 @@ impl Stack {
     pub async fn start(prefix: &str, sets: &[(&str, &str)], binaries: &Binaries) -> Stack {
         let client = cluster().await;
         let ns = TestNamespace::create(&client, prefix).await;
-        let release = Release::install(&client, ns.name(), sets).await;
+        let release_ns = TestNamespace::create(&client, "kontrakt-op").await;
+        Self::start_in(ns, release_ns, sets, binaries).await
+    }
+
+    /// The same in given namespaces: the workload's `ns` and the release's `release_ns`.
+    pub async fn start_in(
+        ns: TestNamespace,
+        release_ns: TestNamespace,
+        sets: &[(&str, &str)],
+        binaries: &Binaries,
+    ) -> Stack {
+        let client = cluster().await;
+        let release = Release::install(&client, release_ns, ns.name(), sets).await;
         let operator =
             OperatorProcess::start(&client, &release, binaries.operator.clone(), OPERATOR_POD)
                 .await;

@@ -15,6 +15,7 @@ use k8s_openapi::api::events::v1::Event;
 use kontrakt_e2e::{
     TestNamespace, cluster,
     contract_services::{condition, create_secret, start_controller, wait_for},
+    contracts::Shipping,
     pod_runner::{PodRunner, sidecar_binary},
 };
 use kontrakt_operator::api::SmartContractService;
@@ -27,15 +28,6 @@ use std::sync::{
 };
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-alloy::sol! {
-    #[sol(rpc)]
-    interface ShippingCalls {
-        function createShipment(bytes32 id, address receiver, string device, uint256 quantity) external;
-        function requestShipmentCost(bytes32 id) external returns (bytes32 requestId);
-        function shipmentOf(bytes32 id) external view returns (address supplier, address receiver, string device, uint256 quantity, uint8 status, uint256 cost, bool costKnown);
-    }
-}
 
 const LIMIT: Duration = Duration::from_secs(120);
 const COST: u64 = 4_200;
@@ -131,7 +123,7 @@ async fn the_contract_asks_and_the_sidecar_answers_from_the_named_endpoint() {
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(supplier))
         .connect_http(anvil.url.parse().unwrap());
-    let shipping = ShippingCalls::new(logic, provider.clone());
+    let shipping = Shipping::new(logic, provider.clone());
     let ask = |id: u8| {
         let shipping = shipping.clone();
         async move {

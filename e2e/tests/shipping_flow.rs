@@ -30,15 +30,7 @@ use kube::{
 };
 use std::time::Duration;
 
-mod shipping {
-    alloy::sol!(
-        #[sol(rpc)]
-        #[derive(Debug)]
-        Shipping,
-        "../sidecar/contracts/out/Shipping.json"
-    );
-}
-use shipping::Shipping;
+use kontrakt_e2e::contracts::Shipping;
 
 const NAME: &str = "shipping";
 

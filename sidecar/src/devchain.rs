@@ -18,20 +18,47 @@ pub const DEV_KEYS: [&str; 3] = [
 /// anvil's default chain id.
 pub const DEV_CHAIN_ID: u64 = 31337;
 
-/// The anvil binary: `KONTRAKT_ANVIL`, else `node_modules/.bin/anvil` of this workspace.
+/// The anvil binary: `KONTRAKT_ANVIL`, else the native binary of the workspace's
+/// npm package for this platform, else npm's `node_modules/.bin/anvil` link.
+///
+/// The native binary comes first: npm's `.bin/anvil` is a node wrapper that some
+/// npm 10 releases do not link at all (the platform package declares the same bin
+/// name), and a wrapper's child outlives a SIGKILL of the wrapper.
 pub fn anvil_binary() -> Result<PathBuf, String> {
-    let path = std::env::var_os("KONTRAKT_ANVIL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../node_modules/.bin/anvil")
-        });
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "anvil not found at {}: run `npm install` in the workspace root (make does) or set KONTRAKT_ANVIL",
-            path.display()
-        ))
+    if let Some(path) = std::env::var_os("KONTRAKT_ANVIL") {
+        let path = PathBuf::from(path);
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "KONTRAKT_ANVIL names {}, which does not exist",
+                path.display()
+            ))
+        };
+    }
+    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../node_modules");
+    let native =
+        native_platform().map(|p| modules.join(format!("@foundry-rs/anvil-{p}/bin/anvil")));
+    let candidates: Vec<PathBuf> = native
+        .into_iter()
+        .chain([modules.join(".bin/anvil")])
+        .collect();
+    candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
+        format!(
+            "anvil not found at {}: run `npm ci` in the workspace root (make does) or set KONTRAKT_ANVIL",
+            candidates[0].display()
+        )
+    })
+}
+
+/// The suffix of anvil's per-platform npm package for this machine.
+fn native_platform() -> Option<&'static str> {
+    match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => Some("linux-amd64"),
+        ("linux", "aarch64") => Some("linux-arm64"),
+        ("macos", "x86_64") => Some("darwin-amd64"),
+        ("macos", "aarch64") => Some("darwin-arm64"),
+        _ => None,
     }
 }
 
@@ -65,7 +92,7 @@ impl Anvil {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            // npm's `anvil` is a node wrapper that starts the real binary as its
+            // The fallback `.bin/anvil` is a node wrapper that starts the real binary as its
             // child: a group of their own lets Drop stop both.
             .process_group(0)
             .spawn()

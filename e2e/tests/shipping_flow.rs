@@ -267,7 +267,7 @@ async fn the_shipping_sample_deploys_upgrades_keeps_its_data_and_retires() {
         .wait_for(
             "the pod runner stopped the sidecars",
             Duration::from_secs(30),
-            || async { stack.runner.running().is_empty().then_some(()) },
+            || async { stack.runner().running().is_empty().then_some(()) },
         )
         .await;
     assert_not_refused(&stack);

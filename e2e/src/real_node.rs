@@ -226,6 +226,20 @@ impl OperatorPod {
             .unwrap_or_default()
     }
 
+    /// Restarts of the operator containers so far (the kubelet's count), for
+    /// assertions that nothing crashed.
+    pub fn restarts(&self) -> u32 {
+        let out = Command::new("kubectl")
+            .args(["-n", &self.namespace, "get", "pods", "-o"])
+            .arg("jsonpath={.items[*].status.containerStatuses[*].restartCount}")
+            .output()
+            .expect("kubectl get pods");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|n| n.parse::<u32>().expect("a restart count"))
+            .sum()
+    }
+
     pub fn log_tail(&self, n: usize) -> String {
         let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();

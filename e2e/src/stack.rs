@@ -70,6 +70,14 @@ impl Operator {
         }
     }
 
+    /// Times the operator was started again (by the supervisor, or the kubelet).
+    pub fn restarts(&self) -> u32 {
+        match self {
+            Operator::Process(p) => p.restarts(),
+            Operator::Pod(p) => p.restarts(),
+        }
+    }
+
     /// Log lines that say an API call was refused.
     pub fn forbidden_lines(&self) -> Vec<String> {
         forbidden_lines(&self.log_text())
@@ -151,6 +159,22 @@ impl Stack {
             release,
             ns,
             client,
+        }
+    }
+
+    /// No sidecar runs any more: no process of the pod runner, or no sidecar
+    /// pod left on the real node (the kubelet removes a pod's object only once
+    /// its containers stopped).
+    pub async fn sidecars_stopped(&self) -> bool {
+        match &self.runner {
+            Some(runner) => runner.running().is_empty(),
+            None => Api::<k8s_openapi::api::core::v1::Pod>::namespaced(
+                self.client.clone(),
+                self.ns.name(),
+            )
+            .list(&ListParams::default().labels(SIDECAR_SELECTOR))
+            .await
+            .is_ok_and(|l| l.items.is_empty()),
         }
     }
 
@@ -351,7 +375,7 @@ pub fn assert_not_refused(stack: &Stack) {
 /// The operator process was started again exactly `expected` times: a crash
 /// the supervisor papered over fails the test here, with the log.
 pub fn assert_operator_restarts(stack: &Stack, expected: u32) {
-    let restarts = stack.operator.process().restarts();
+    let restarts = stack.operator.restarts();
     assert_eq!(
         restarts,
         expected,

@@ -1,6 +1,7 @@
 # kontrakt — the two commands a new user runs:
 #   make demo   local control plane + anvil + operator + samples: oracle answered, stream bought, `kubectl get kontrakt`
-#   make test   every test: generated files fresh, fmt, clippy, unit, contracts, e2e
+#   make test   every test: generated files fresh, fmt, clippy, unit, contracts, images,
+#               e2e (on kwok's fake nodes and on one real node: kubelet + containerd)
 #
 # Everything installs itself: npm packages (anvil, solc) from package-lock.json,
 # the control plane built from e2e/controlplane (Go), cached outside the repo.
@@ -15,6 +16,10 @@ KONTRAKT_CACHE ?= $(HOME)/.cache/kontrakt
 export KONTRAKT_CACHE
 export CARGO_TARGET_DIR ?= $(KONTRAKT_CACHE)/target-dev
 export KUBECONFIG := $(STATE)/kubeconfig
+CLUSTER     := $(or $(KONTRAKT_CLUSTER),kontrakt)
+IMAGES      := $(STATE)/images
+# Written by e2e/node/up.sh; the real-node tests read it.
+export KONTRAKT_REAL_NODE_ENV := $(STATE)/node/$(CLUSTER)/node.env
 export PATH := $(STATE)/bin:$(REPO)/node_modules/.bin:$(PATH)
 CARGO       ?= cargo
 
@@ -24,6 +29,7 @@ help:
 	@echo "make test   - all tests (generated files, fmt, clippy, unit, contracts, e2e)"
 	@echo "make demo-down - stop what make demo started"
 	@echo "make cluster-up / cluster-down - the local control plane alone"
+	@echo "make images - OCI archives of the operator and the sidecar in .kontrakt/images (no Docker)"
 
 ## Tools ---------------------------------------------------------------------
 
@@ -46,7 +52,7 @@ node_modules/.package-lock.json: package-lock.json package.json
 	  { echo "missing: a runnable anvil after npm ci (node_modules/@foundry-rs/anvil-<platform>): rm -rf node_modules and run make again" >&2; exit 1; }
 	@touch $@
 
-.PHONY: npm controlplane mosquitto tools
+.PHONY: npm controlplane mosquitto node-packages tools
 npm: check-tools node_modules/.package-lock.json
 # The MQTT broker the stream tests start on loopback: Debian's mosquitto.
 mosquitto:
@@ -57,7 +63,13 @@ mosquitto:
 # kwokctl) to .kontrakt/bin, which is first on PATH for every recipe.
 controlplane:
 	@mkdir -p $(STATE) && ln -sfn "$$(e2e/controlplane/build.sh)" $(STATE)/bin
-tools: npm controlplane mosquitto
+# The real node's runtime and the image packer, from Debian (see e2e/node/up.sh).
+NODE_PACKAGES := containerd runc containernetworking-plugins umoci iptables jq bc socat
+node-packages:
+	@command -v umoci >/dev/null && command -v containerd >/dev/null && [ -x /usr/sbin/runc ] && \
+	  [ -x /usr/lib/cni/bridge ] && command -v jq >/dev/null && command -v bc >/dev/null && command -v socat >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(NODE_PACKAGES) >/dev/null; }
+tools: npm controlplane mosquitto node-packages
 
 ## Generated files (committed, checked fresh) --------------------------------
 
@@ -103,6 +115,22 @@ cluster-up: controlplane
 cluster-down:
 	e2e/cluster-down.sh
 
+## Images --------------------------------------------------------------------
+
+.PHONY: images images-check
+# OCI archives of kontrakt-operator and kontrakt-sidecar, without Docker: the
+# release binaries in the root images/rootfs.sh defines (the Dockerfiles use it
+# too), packed reproducibly by images/build.sh. Named like the chart's defaults
+# (ghcr.io/kontrakt/<name>:<appVersion>); `ctr images import`, `kind load
+# image-archive` or `skopeo copy oci-archive:...` take them as they are.
+images: node-packages
+	$(CARGO) build --release --locked -p kontrakt-operator --bin kontrakt-operator -p kontrakt-sidecar --bin kontrakt-sidecar
+	@for n in kontrakt-operator kontrakt-sidecar; do \
+	  images/build.sh $$n "$(CARGO_TARGET_DIR)/release/$$n" "$(IMAGES)/$$n.tar"; done
+# The same binaries packed a second time give identical archives, or this fails.
+images-check: images
+	images/check-reproducible.sh "$(CARGO_TARGET_DIR)/release" "$(IMAGES)"
+
 ## Tests ---------------------------------------------------------------------
 
 .PHONY: unit gas tests test
@@ -116,14 +144,18 @@ gas: npm
 	$(CARGO) test -p kontrakt-sidecar --bench gas -- --bench
 
 # Every test: unit, contracts on anvil, and the tests against the real
-# apiserver (operator, e2e). The cluster is torn down whatever the outcome.
-tests: tools
-	@e2e/cluster-up.sh >/dev/null; trap 'e2e/cluster-down.sh' EXIT; \
-	kubectl apply --server-side -f crds/ >/dev/null; \
-	kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null; \
-	$(CARGO) test --workspace
+# apiserver (operator, e2e), with one real node (kubelet + containerd, the
+# images imported). The cluster is torn down whatever the outcome, and the run
+# fails if the real node left anything on the host (e2e/node/check-clean.sh).
+tests: tools images
+	@export KONTRAKT_REAL_NODE=1; trap 'e2e/cluster-down.sh; exit 130' INT TERM; rc=0; \
+	{ e2e/cluster-up.sh >/dev/null && \
+	  kubectl apply --server-side -f crds/ >/dev/null && \
+	  kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null && \
+	  $(CARGO) test --workspace; } || rc=$$?; \
+	e2e/cluster-down.sh; e2e/node/check-clean.sh || rc=1; exit $$rc
 
-test: tools check-generated lint slither tests gas
+test: tools check-generated lint slither images-check tests gas
 	@echo "make test: all checks passed"
 
 ## Benchmarks ----------------------------------------------------------------

@@ -7,6 +7,8 @@ name=${KONTRAKT_CLUSTER:-kontrakt}
 state=${KONTRAKT_STATE:-$repo/.kontrakt}
 cache_root=${KONTRAKT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kontrakt}
 export KWOK_WORKDIR=$cache_root/kwok
+# The real node first (its kubelet stops its pods through the apiserver); a no-op without one.
+"$here/node/down.sh"
 [ -x "$state/bin/kwokctl" ] || { echo "no local control plane to tear down" >&2; exit 0; }
 "$state/bin/kwokctl" delete cluster --name "$name" --kubeconfig "$state/kubeconfig" >&2 || true
 # kwokctl stops only the processes it started: a component restarted by

@@ -262,7 +262,7 @@ impl Demo {
             .parse()
             .expect("a decimal stream id");
         let publisher_url = stack
-            .runner
+            .runner()
             .running()
             .into_iter()
             .find(|(pod, _)| pod.starts_with(&format!("{STREAM}-publisher")))
@@ -336,15 +336,15 @@ impl Demo {
             paid_wei: subscription.paid_wei,
             verified_messages: verified.len(),
             sidecar_url: stack
-                .runner
+                .runner()
                 .running()
                 .into_iter()
                 .find(|(pod, _)| pod.starts_with(SERVICE) && !pod.contains("publisher"))
                 .map(|(_, addr)| format!("http://{addr}"))
                 .unwrap_or_default(),
             publisher_url,
-            operator_metrics: format!("http://{}/metrics", stack.operator.listen),
-            operator_log: stack.operator.log.display().to_string(),
+            operator_metrics: format!("http://{}/metrics", stack.operator.process().listen),
+            operator_log: stack.operator.process().log.display().to_string(),
         };
         Demo {
             stack,

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod devices;
 pub mod operator_process;
 pub mod pod_runner;
+pub mod real_node;
 pub mod secret_scan;
 pub mod stack;
 
@@ -111,6 +112,15 @@ pub struct TestNamespace {
 impl TestNamespace {
     /// Creates `<prefix>-<random>`, labelled to enforce Pod Security "restricted".
     pub async fn create(client: &Client, prefix: &str) -> Self {
+        Self::create_annotated(client, prefix, Default::default()).await
+    }
+
+    /// [`Self::create`] with `annotations` (e.g. [`real_node::RealNode::namespace_annotations`]).
+    pub async fn create_annotated(
+        client: &Client,
+        prefix: &str,
+        annotations: std::collections::BTreeMap<String, String>,
+    ) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
@@ -119,6 +129,7 @@ impl TestNamespace {
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
+                annotations: Some(annotations),
                 labels: Some(
                     [(
                         POD_SECURITY_ENFORCE.0.to_owned(),

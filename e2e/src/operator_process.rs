@@ -439,15 +439,19 @@ impl OperatorProcess {
 
     /// Log lines that say an API call was refused (RBAC the chart lacks).
     pub fn forbidden_lines(&self) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| {
-                let l = l.to_ascii_lowercase();
-                l.contains("forbidden") || l.contains("\"code\":403") || l.contains("code: 403")
-            })
-            .map(str::to_owned)
-            .collect()
+        forbidden_lines(&self.log_text())
     }
+}
+
+/// Lines of an operator log that say an API call was refused.
+pub fn forbidden_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("forbidden") || l.contains("\"code\":403") || l.contains("code: 403")
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The supervisor thread: restarts the process when it exits, until stopped.

@@ -1,14 +1,17 @@
 //! One test's whole installation: a workload namespace, the chart installed
 //! for it, the operator binary running with the chart's ServiceAccount, and
-//! the pod runner playing the kubelet for the sidecar pods.
+//! where the sidecar pods run: on kwok's fake nodes with the pod runner playing
+//! the kubelet ([`Stack::start`]), or as real containers on the real node
+//! ([`Stack::start_on_real_node`]).
 
 use crate::{
     TestNamespace,
     chain::{DeployAudit, ExpectedPair, Signer, nonce},
     cluster,
     contract_services::condition,
-    operator_process::{OperatorProcess, Release, operator_binary},
-    pod_runner::{PodRunner, sidecar_binary},
+    operator_process::{OperatorProcess, Release, forbidden_lines, operator_binary},
+    pod_runner::{PodRunner, SIDECAR_SELECTOR, sidecar_binary},
+    real_node::{OperatorPod, RealNode, pod_logs},
 };
 use alloy::primitives::Address;
 use k8s_openapi::api::core::v1::Secret;
@@ -36,14 +39,63 @@ pub async fn binaries() -> Binaries {
     .expect("cargo build")
 }
 
+/// How a stack runs the operator.
+pub enum Operator {
+    /// The binary as a local process with the chart's environment and token (fake nodes).
+    Process(OperatorProcess),
+    /// The chart's Deployment from the operator image, on the real node.
+    Pod(OperatorPod),
+}
+
+impl Operator {
+    /// The local process; panics for an operator pod.
+    pub fn process(&self) -> &OperatorProcess {
+        match self {
+            Operator::Process(p) => p,
+            Operator::Pod(_) => panic!("this stack runs the operator as a pod on the real node"),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        match self {
+            Operator::Process(p) => p.log_text(),
+            Operator::Pod(p) => p.log_text(),
+        }
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        match self {
+            Operator::Process(p) => p.log_tail(n),
+            Operator::Pod(p) => p.log_tail(n),
+        }
+    }
+
+    /// Times the operator was started again (by the supervisor, or the kubelet).
+    pub fn restarts(&self) -> u32 {
+        match self {
+            Operator::Process(p) => p.restarts(),
+            Operator::Pod(p) => p.restarts(),
+        }
+    }
+
+    /// Log lines that say an API call was refused.
+    pub fn forbidden_lines(&self) -> Vec<String> {
+        forbidden_lines(&self.log_text())
+    }
+}
+
 /// The identity (POD_NAME) of the operator replica a stack runs.
 pub const OPERATOR_POD: &str = "kontrakt-local-0";
 
 /// Everything one test runs. Dropped in field order: the sidecars stop, the
-/// operator is killed, then both namespaces are deleted.
+/// operator is killed, then both namespaces are deleted (on the real node the
+/// kubelet then stops the pods).
 pub struct Stack {
-    pub runner: PodRunner,
-    pub operator: OperatorProcess,
+    /// The host-process pod runner (fake nodes); None on the real node.
+    pub runner: Option<PodRunner>,
+    /// The real node the pods run on; None on fake nodes.
+    pub node: Option<RealNode>,
+    pub operator: Operator,
     pub release: Release,
     pub ns: TestNamespace,
     pub client: Client,
@@ -73,12 +125,64 @@ impl Stack {
                 .await;
         let runner = PodRunner::start(client.clone(), ns.name(), binaries.sidecar.clone());
         Stack {
-            runner,
-            operator,
+            runner: Some(runner),
+            node: None,
+            operator: Operator::Process(operator),
             release,
             ns,
             client,
         }
+    }
+
+    /// Like [`Stack::start`], but everything runs on `node` as real containers
+    /// of the imported images: the chart's operator Deployment (in an annotated
+    /// release namespace, reaching the apiserver through the node's relay) and
+    /// the sidecar pods it renders. No pod runner, no operator process, nothing
+    /// rewritten. Returns once the operator pod is Ready.
+    pub async fn start_on_real_node(prefix: &str, sets: &[(&str, &str)], node: &RealNode) -> Stack {
+        let client = cluster().await;
+        let ns =
+            TestNamespace::create_annotated(&client, prefix, node.namespace_annotations()).await;
+        let api = OperatorPod::chart_values(node);
+        let mut all: Vec<(&str, &str)> = api.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(sets);
+        let release_ns =
+            TestNamespace::create_annotated(&client, "kontrakt-op", node.namespace_annotations())
+                .await;
+        let release = Release::install(&client, release_ns, ns.name(), &all).await;
+        let operator =
+            OperatorPod::wait_available(&client, &release, Duration::from_secs(120)).await;
+        Stack {
+            runner: None,
+            node: Some(node.clone()),
+            operator: Operator::Pod(operator),
+            release,
+            ns,
+            client,
+        }
+    }
+
+    /// No sidecar runs any more: no process of the pod runner, or no sidecar
+    /// pod left on the real node (the kubelet removes a pod's object only once
+    /// its containers stopped).
+    pub async fn sidecars_stopped(&self) -> bool {
+        match &self.runner {
+            Some(runner) => runner.running().is_empty(),
+            None => Api::<k8s_openapi::api::core::v1::Pod>::namespaced(
+                self.client.clone(),
+                self.ns.name(),
+            )
+            .list(&ListParams::default().labels(SIDECAR_SELECTOR))
+            .await
+            .is_ok_and(|l| l.items.is_empty()),
+        }
+    }
+
+    /// The pod runner of a stack on fake nodes.
+    pub fn runner(&self) -> &PodRunner {
+        self.runner
+            .as_ref()
+            .expect("this stack runs its pods on the real node, not through the pod runner")
     }
 
     pub fn services(&self) -> Api<SmartContractService> {
@@ -87,11 +191,18 @@ impl Stack {
 
     /// The operator's log tail and every sidecar's, for failure messages.
     pub fn diagnostics(&self) -> String {
+        let sidecars = match &self.runner {
+            Some(runner) => runner.log_tails(25),
+            None => pod_logs(self.ns.name(), SIDECAR_SELECTOR, 25),
+        };
+        let operator = match &self.operator {
+            Operator::Process(p) => format!("pid {:?}", p.pid()),
+            Operator::Pod(p) => format!("Deployment {}/{}", p.namespace, p.deployment),
+        };
         format!(
-            "--- operator (pid {:?}):\n{}\n{}",
-            self.operator.pid(),
+            "--- operator ({operator}):\n{}\n{}",
             self.operator.log_tail(40),
-            self.runner.log_tails(25)
+            sidecars
         )
     }
 

@@ -72,7 +72,7 @@ async fn work_before_across_and_after_an_apiserver_restart_converges() {
     // A leader that cannot renew its Lease while the API is away exits on
     // purpose and is restarted (here by the stack's supervisor, in a cluster by
     // the kubelet); that is the only restart allowed.
-    let restarts = stack.operator.restarts();
+    let restarts = stack.operator.process().restarts();
     assert!(
         restarts <= 1,
         "the operator was restarted {restarts} times\n{}",

@@ -83,7 +83,7 @@ async fn the_operator_runs_on_the_charts_rbac_alone() {
         .await
         .expect("eth_getCode");
     assert!(!code.is_empty(), "no code at {address}");
-    let running = stack.runner.running();
+    let running = stack.runner().running();
     assert_eq!(running.len(), 1, "one sidecar process: {running:?}");
 
     // Leader election ran on the chart's Lease permissions.
@@ -163,7 +163,7 @@ async fn with_two_replicas_one_leads_and_the_standby_takes_over() {
     stack.wait_ready("svc-0", Duration::from_secs(120)).await;
 
     // The leader's pod is gone for good: the standby takes the Lease and reconciles.
-    stack.operator.kill_9_for_good();
+    stack.operator.process().kill_9_for_good();
     stack
         .wait_for(
             "the standby took the Lease",

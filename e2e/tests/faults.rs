@@ -44,8 +44,8 @@ async fn an_operator_killed_while_reconciling_20_services_converges_with_one_pai
             },
         )
         .await;
-    let killed = stack.operator.pid().expect("the operator runs");
-    stack.operator.kill_9();
+    let killed = stack.operator.process().pid().expect("the operator runs");
+    stack.operator.process().kill_9();
     let applied = config_maps.list(&managed).await.unwrap().items.len();
     let listed = stack
         .services()
@@ -64,7 +64,7 @@ async fn an_operator_killed_while_reconciling_20_services_converges_with_one_pai
 
     // The kubelet (the stack's supervisor) starts the container again; the
     // sidecars already started keep going meanwhile.
-    stack.operator.wait_restarted(killed).await;
+    stack.operator.process().wait_restarted(killed).await;
 
     let services = all_ready(&stack, SERVICES, Duration::from_secs(180)).await;
     assert_one_pair_each(&stack, &anvil.url, &services, &signers).await;
@@ -163,8 +163,8 @@ async fn a_sidecar_killed_with_a_transaction_in_flight_is_restarted_and_deploys_
             "the sidecar's first transaction pending",
             Duration::from_secs(60),
             || async {
-                let (pod, _) = stack.runner.running().into_iter().next()?;
-                let pid = stack.runner.pid(&pod)?;
+                let (pod, _) = stack.runner().running().into_iter().next()?;
+                let pid = stack.runner().pid(&pod)?;
                 (pending_nonce(&anvil.url, signer).await > 0).then_some((pod, pid))
             },
         )
@@ -189,7 +189,7 @@ async fn a_sidecar_killed_with_a_transaction_in_flight_is_restarted_and_deploys_
     // The pod runner (the kubelet) restarts it; the new process finishes the pair.
     let restarted = stack
         .wait_for("the sidecar restarted", Duration::from_secs(60), || async {
-            stack.runner.pid(&pod).filter(|p| *p != pid)
+            stack.runner().pid(&pod).filter(|p| *p != pid)
         })
         .await;
     eprintln!("the sidecar of {pod} runs again as pid {restarted}");

@@ -161,7 +161,7 @@ async fn no_secret_value_appears_in_configmaps_objects_statuses_events_or_logs()
         ),
         (
             "the sidecars' logs",
-            stack.runner.log_tails(100_000).to_ascii_lowercase(),
+            stack.runner().log_tails(100_000).to_ascii_lowercase(),
         ),
     ];
     for (what, secret) in secrets {

@@ -1,5 +1,6 @@
-//! The Shipping sample end to end, through the chart-installed operator and
-//! the pod runner's sidecars: apply → Ready with the pair on chain → a
+//! The Shipping sample end to end on the real node: the chart-installed
+//! operator's Deployment and the sidecar pods it renders run as real
+//! containers of kontrakt's images (`Stack::start_on_real_node`): apply → Ready with the pair on chain → a
 //! shipment written through version 1 → bump `contract.version` → version 2
 //! is the database's writer and reads the shipment → delete → the logic is
 //! retired on chain, the finalizer is gone, the children are garbage-collected.
@@ -18,11 +19,14 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Pod, Service, ServiceAccount},
     networking::v1::NetworkPolicy,
 };
-use kontrakt_e2e::stack::{Stack, assert_not_refused, assert_operator_restarts, binaries};
+use kontrakt_e2e::{
+    real_node::RealNode,
+    stack::{Stack, assert_not_refused, assert_operator_restarts},
+};
 use kontrakt_operator::api::SmartContractService;
 use kontrakt_sidecar::{
     bindings::{ContractDatabase, KontraktContract},
-    devchain::{Anvil, DEV_KEYS},
+    devchain::DEV_KEYS,
 };
 use kube::{
     Api, Client,
@@ -102,9 +106,10 @@ async fn children(client: &Client, ns: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_shipping_sample_deploys_upgrades_keeps_its_data_and_retires() {
-    let binaries = binaries().await;
-    let anvil = Anvil::start(&[]).expect("anvil");
-    let stack = Stack::start("shipping-flow", &[], &binaries).await;
+    let node = RealNode::get();
+    // Pods reach the host only at the node's address: the chain listens there.
+    let anvil = node.anvil();
+    let stack = Stack::start_on_real_node("shipping-flow", &[], &node).await;
     // The Secret the sample names, holding anvil's first (public) development key.
     stack
         .create_secret("anvil-dev-key", "privateKey", DEV_KEYS[0])
@@ -264,11 +269,9 @@ async fn the_shipping_sample_deploys_upgrades_keeps_its_data_and_retires() {
         .await;
     eprintln!("[{:?}] children collected", started.elapsed());
     stack
-        .wait_for(
-            "the pod runner stopped the sidecars",
-            Duration::from_secs(30),
-            || async { stack.runner.running().is_empty().then_some(()) },
-        )
+        .wait_for("the sidecars stopped", Duration::from_secs(30), || async {
+            stack.sidecars_stopped().await.then_some(())
+        })
         .await;
     assert_not_refused(&stack);
     assert_operator_restarts(&stack, 0);

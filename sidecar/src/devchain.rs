@@ -65,6 +65,7 @@ fn native_platform() -> Option<&'static str> {
 /// A running anvil; killed on drop.
 pub struct Anvil {
     child: Child,
+    host: std::net::IpAddr,
     pub port: u16,
     pub url: String,
 }
@@ -72,9 +73,15 @@ pub struct Anvil {
 impl Anvil {
     /// Starts anvil on a free loopback port with `extra` arguments.
     pub fn start(extra: &[&str]) -> Result<Self, String> {
+        Self::start_at(std::net::Ipv4Addr::LOCALHOST.into(), extra)
+    }
+
+    /// Starts anvil on a free port of `host`: a local address other than
+    /// loopback when pods on a real node must reach it (their bridge's address).
+    pub fn start_at(host: std::net::IpAddr, extra: &[&str]) -> Result<Self, String> {
         for _ in 0..5 {
-            let port = free_port();
-            match Self::start_on(port, extra) {
+            let port = free_port_at(host);
+            match Self::spawn(host, port, extra) {
                 Ok(anvil) => return Ok(anvil),
                 // Lost the port to someone else: try another.
                 Err(_) => continue,
@@ -85,9 +92,13 @@ impl Anvil {
 
     /// Starts anvil on `port` (for tests that start the chain after its clients).
     pub fn start_on(port: u16, extra: &[&str]) -> Result<Self, String> {
+        Self::spawn(std::net::Ipv4Addr::LOCALHOST.into(), port, extra)
+    }
+
+    fn spawn(host: std::net::IpAddr, port: u16, extra: &[&str]) -> Result<Self, String> {
         let bin = anvil_binary()?;
         let child = Command::new(&bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", &host.to_string(), "--port", &port.to_string()])
             .args(["--chain-id", &DEV_CHAIN_ID.to_string()])
             .args(extra)
             .stdout(Stdio::null())
@@ -97,15 +108,17 @@ impl Anvil {
             .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start anvil {}: {e}", bin.display()))?;
+        let addr = std::net::SocketAddr::new(host, port);
         let mut anvil = Self {
             child,
+            host,
             port,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{addr}"),
         };
         if anvil.wait_listening(Duration::from_secs(15)) {
             Ok(anvil)
         } else {
-            Err(format!("anvil did not listen on 127.0.0.1:{port}"))
+            Err(format!("anvil did not listen on {addr}"))
         }
     }
 
@@ -115,7 +128,7 @@ impl Anvil {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if std::net::TcpStream::connect((self.host, self.port)).is_ok() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -138,8 +151,13 @@ impl Drop for Anvil {
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind promptly).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_at(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// A free TCP port on the local address `host`.
+pub fn free_port_at(host: std::net::IpAddr) -> u16 {
+    TcpListener::bind((host, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("the loopback interface has free ports")
+        .unwrap_or_else(|e| panic!("no free port on {host}: {e}"))
 }

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod build;
 pub mod error;
+pub mod pod_failure;
 pub mod retire;
 pub mod status;
 pub mod validate;
@@ -18,13 +19,13 @@ use futures::StreamExt;
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{ConfigMap, ObjectReference, Secret},
+        core::v1::{ConfigMap, ObjectReference, Pod, Secret},
     },
     apimachinery::pkg::apis::meta::v1::Time,
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         Controller, WatchStreamExt,
@@ -331,7 +332,24 @@ async fn reconcile_service(
         }
     };
     let chain = status::observe_chain(&plan, &ctx.chains, ctx.settings.chain_timeout).await;
-    let outcome = status::compute(scs, &plan, deployment.as_ref(), &chain);
+    let mut outcome = status::compute(scs, &plan, deployment.as_ref(), &chain);
+    if !outcome.ready && scs.spec.replicas > 0 {
+        // Only while not Ready: one list of the service's pods, to name a
+        // container the kubelet cannot run (the Deployment only says "unavailable").
+        // Best effort: without it the condition is still right, only less specific.
+        let selector = format!("{}={}", build::SERVICE_LABEL, plan.name);
+        match Api::<Pod>::namespaced(client.clone(), &namespace)
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(pods) => {
+                if let Some(trouble) = pod_failure::find(&pods.items) {
+                    outcome.name_pod_failure(&trouble);
+                }
+            }
+            Err(e) => debug!(object = %key(scs), error = %e, "cannot list the service's pods"),
+        }
+    }
     write_status(scs, ctx, outcome.status, &outcome.conditions).await?;
 
     Ok(if outcome.chain_unreachable {

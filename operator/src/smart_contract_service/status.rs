@@ -2,7 +2,7 @@
 //! and the chain itself (read-only RPC: code at the deterministic addresses,
 //! the database's writer). Written only when it changes.
 
-use super::{error::Invalid, validate::Plan};
+use super::{error::Invalid, pod_failure::PodTrouble, validate::Plan};
 use crate::api::{
     OracleCounters, Phase, SmartContractService, SmartContractServiceStatus, condition,
 };
@@ -197,6 +197,25 @@ pub struct Outcome {
     pub ready: bool,
     /// The chain could not be asked: retry with backoff.
     pub chain_unreachable: bool,
+}
+
+impl Outcome {
+    /// Names why the pods do not run in Ready=False (the kubelet's reason, e.g.
+    /// `CrashLoopBackOff`, rather than `SidecarNotAvailable` or "not deployed
+    /// yet": the pod is what the user must fix). No-op when Ready.
+    pub fn name_pod_failure(&mut self, trouble: &PodTrouble) {
+        if self.ready {
+            return;
+        }
+        if let Some(ready) = self
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == condition::READY)
+        {
+            ready.reason = trouble.failure.reason();
+            ready.message = trouble.describe();
+        }
+    }
 }
 
 /// Computes the status from a valid plan and what was observed. Pure.

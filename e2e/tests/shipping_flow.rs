@@ -20,10 +20,8 @@ use k8s_openapi::api::{
 };
 use kontrakt_e2e::stack::{Stack, assert_not_refused, assert_operator_restarts, binaries};
 use kontrakt_operator::api::SmartContractService;
-use kontrakt_sidecar::{
-    bindings::{ContractDatabase, KontraktContract},
-    devchain::{Anvil, DEV_KEYS},
-};
+use kontrakt_protocol::bindings::{ContractDatabase, KontraktContract};
+use kontrakt_sidecar::devchain::{Anvil, DEV_KEYS};
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams},

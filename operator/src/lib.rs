@@ -14,7 +14,6 @@ pub mod leader;
 pub mod metrics;
 pub mod smart_contract_service;
 pub mod telemetry;
-pub mod views;
 pub mod workload;
 
 /// Runs every controller until `shutdown` resolves; in-flight reconciles finish first.

@@ -218,7 +218,7 @@ async fn observe(
     let Some(rpc_url) = registry.spec.chain.rpc_url.clone() else {
         return Ok((Observation::RpcUrlSecretNotSupported, endpoints));
     };
-    let address = kontrakt_sidecar::addresses::registry_address(&namespace, registry_name, admin);
+    let address = kontrakt_protocol::addresses::registry_address(&namespace, registry_name, admin);
     Ok((
         status::read_registry(ctx, &rpc_url, address, admin).await,
         endpoints,

@@ -143,7 +143,7 @@ async fn reconcile(ds: Arc<DataStream>, ctx: Arc<Context>) -> Result<Action, Err
     let seller_address = signer_key
         .as_deref()
         .and_then(|k| std::str::from_utf8(k).ok())
-        .and_then(kontrakt_sidecar::key::parse_signer)
+        .and_then(kontrakt_protocol::key::parse_signer)
         .map(|s| s.address())
         .unwrap_or_default();
     let observation = status::observe(
@@ -192,7 +192,7 @@ async fn registry_of(
     let registry = &policy.spec.registry.name;
     Ok(
         match registry_admin(ctx, None, namespace, registry).await? {
-            Ok((_, admin)) => Ok(Some(kontrakt_sidecar::addresses::registry_address(
+            Ok((_, admin)) => Ok(Some(kontrakt_protocol::addresses::registry_address(
                 namespace, registry, admin,
             ))),
             Err(PolicyLookup::RegistrySignerNotFound { registry }) => Err(Invalid::new(

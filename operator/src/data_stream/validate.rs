@@ -1,13 +1,14 @@
 //! Validate: a DataStream plus what it references (read by the caller) → the
 //! publisher's [`Plan`], or why not. Pure.
 
-use super::build::{DATA_DIR, MQTT_DIR, MQTT_FILE, PORT, Plan, SIGNER_DIR, SIGNER_FILE};
+use super::build::Plan;
 use crate::api::{DataStream, SmartContractService, StreamSource};
 use crate::smart_contract_service::error::Invalid;
 use alloy::primitives::{Address, U256};
-use kontrakt_sidecar::{
+use kontrakt_protocol::{
     config::{ChainConfig, SignerConfig},
-    stream::config::{
+    mounts::{MQTT_DIR, MQTT_FILE, SIDECAR_PORT, SIGNER_DIR, SIGNER_FILE, STREAM_DATA_DIR},
+    stream_config::{
         HttpSource, IntegrityConfig, MqttSource, SourceConfig, StreamConfig, StreamTerms,
     },
 };
@@ -43,7 +44,7 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
     })?;
     std::str::from_utf8(key)
         .ok()
-        .and_then(kontrakt_sidecar::key::parse_signer)
+        .and_then(kontrakt_protocol::key::parse_signer)
         .ok_or_else(|| {
             Invalid::new(
                 "SignerKeyInvalid",
@@ -107,8 +108,8 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
             batch_size: u32::try_from(ds.spec.integrity.batch_size).unwrap_or(1),
             max_delay_seconds: u64::try_from(ds.spec.integrity.max_delay_seconds).unwrap_or(60),
         },
-        data_dir: DATA_DIR.into(),
-        listen: std::net::SocketAddr::from(([0, 0, 0, 0], PORT)),
+        data_dir: STREAM_DATA_DIR.into(),
+        listen: std::net::SocketAddr::from(([0, 0, 0, 0], SIDECAR_PORT)),
     };
     config
         .validate()

@@ -418,7 +418,7 @@ pub(crate) async fn registry_admin(
     let key = read_secret_key(&ctx.client, namespace, &key_ref.name, &key_ref.key).await?;
     let admin = key
         .and_then(|k| String::from_utf8(k).ok())
-        .and_then(|k| kontrakt_sidecar::key::parse_signer(&k))
+        .and_then(|k| kontrakt_protocol::key::parse_signer(&k))
         .map(|signer| signer.address());
     Ok(match admin {
         Some(admin) => Ok((registry, admin)),

@@ -11,6 +11,7 @@ use k8s_openapi::{
     api::apps::v1::{Deployment, DeploymentStatus},
     apimachinery::pkg::apis::meta::v1::Time,
 };
+use kontrakt_protocol::views::registry::MemberStatus;
 
 /// anvil's first development key: public test material.
 pub(super) const DEV_KEY: &[u8] =
@@ -395,7 +396,7 @@ fn the_signer_must_be_enrolled_in_its_registry_to_be_ready() {
         &scs,
         &plan,
         Some(&available(1)),
-        &ChainState::Observed(member(4, false, false)),
+        &ChainState::Observed(member(MemberStatus::Revoked, false, false)),
     );
     assert!(!revoked.ready);
     assert_eq!(ready_of(&revoked).reason, "SignerNotEnrolled");
@@ -411,7 +412,7 @@ fn the_signer_must_be_enrolled_in_its_registry_to_be_ready() {
         &scs,
         &plan,
         Some(&available(1)),
-        &ChainState::Observed(member(0, false, true)),
+        &ChainState::Observed(member(MemberStatus::None, false, true)),
     );
     assert!(admin.ready, "{:?}", admin.conditions);
     let enrolled = admin

@@ -5,7 +5,11 @@ use super::error::Invalid;
 use crate::access_policy::render;
 use crate::api::{AccessPolicy, ContractTemplate, DatabaseMode, HttpMethod, SmartContractService};
 use alloy::primitives::Address;
-use kontrakt_sidecar::{
+use kontrakt_protocol::mounts::{
+    ARTIFACT_DIR, ARTIFACT_FILE, ORACLE_HEADER_FILE, ORACLE_HEADERS_DIR, SIDECAR_PORT, SIGNER_DIR,
+    SIGNER_FILE,
+};
+use kontrakt_protocol::{
     PairAddresses, PairSpec, SidecarConfig,
     artifact::Artifact,
     config::{
@@ -15,19 +19,6 @@ use kontrakt_sidecar::{
     pair_addresses,
 };
 use kube::ResourceExt;
-
-/// Where the sidecar finds what the pod mounts.
-pub const CONFIG_DIR: &str = "/etc/kontrakt";
-pub const CONFIG_FILE: &str = "config.yaml";
-pub const SIGNER_DIR: &str = "/var/run/kontrakt/signer";
-pub const SIGNER_FILE: &str = "key";
-pub const ARTIFACT_DIR: &str = "/etc/kontrakt/artifact";
-pub const ARTIFACT_FILE: &str = "artifact.json";
-/// Oracle header values: Secret `i` (in spec order) is mounted at `<dir>/<i>/<file>`.
-pub const ORACLE_HEADERS_DIR: &str = "/var/run/kontrakt/oracle-headers";
-pub const ORACLE_HEADER_FILE: &str = "value";
-/// The sidecar's HTTP port (health, readiness, contract view, events).
-pub const SIDECAR_PORT: u16 = 8080;
 
 /// What the referenced objects hold, as read by the reconciler.
 #[derive(Default)]
@@ -94,7 +85,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             ),
         )
     })?;
-    let signer = std::str::from_utf8(key).ok().and_then(kontrakt_sidecar::key::parse_signer).ok_or_else(|| {
+    let signer = std::str::from_utf8(key).ok().and_then(kontrakt_protocol::key::parse_signer).ok_or_else(|| {
         Invalid::new(
             "SignerKeyInvalid",
             format!(
@@ -204,7 +195,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             policy,
             registry_admin,
         } => (
-            Some(kontrakt_sidecar::addresses::registry_address(
+            Some(kontrakt_protocol::addresses::registry_address(
                 &namespace,
                 &policy.spec.registry.name,
                 registry_admin.unwrap_or(admin),
@@ -221,7 +212,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
     let enrollment = render::enrollment(&refs.hosted_policies, admin, &endpoint_names);
     let hosted_registry = enrollment
         .is_some()
-        .then(|| kontrakt_sidecar::addresses::registry_address(&namespace, &name, admin));
+        .then(|| kontrakt_protocol::addresses::registry_address(&namespace, &name, admin));
 
     let version = u64::try_from(spec.contract.version)
         .ok()
@@ -290,7 +281,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             .iter_mut()
             .find(|e| e.name == endpoint.name)
         {
-            e.headers.push(kontrakt_sidecar::config::OracleHeader {
+            e.headers.push(kontrakt_protocol::config::OracleHeader {
                 name: header.name.clone(),
                 value_file: format!("{ORACLE_HEADERS_DIR}/{i}/{ORACLE_HEADER_FILE}").into(),
             });

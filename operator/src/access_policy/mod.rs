@@ -9,20 +9,21 @@
 pub mod render;
 pub mod status;
 
-use crate::smart_contract_service::status::Computed;
 use crate::{
-    api::{AccessPolicy, AccessPolicyStatus, ApprovalMode, SmartContractService},
-    context::{Context, FIELD_MANAGER, naming_service},
-    finalizers,
-    smart_contract_service::{
-        publish, publish_transitions, registry_admin, validate::PolicyLookup,
+    api::{AccessPolicy, ApprovalMode, SmartContractService},
+    context::{Context, naming_service},
+    reconcile::{
+        finalizers::{self, FinalizerError},
+        publish,
+        status::ReconciledKind,
+        write_status,
     },
+    smart_contract_service::{registry_admin, validate::PolicyLookup},
 };
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{PartialObjectMeta, Patch, PatchParams},
+    api::PartialObjectMeta,
     runtime::{
         Controller,
         controller::{self, Action},
@@ -30,12 +31,11 @@ use kube::{
         watcher,
     },
 };
-use serde_json::json;
 use status::Observation;
 use std::{future::Future, sync::Arc, time::Duration};
 use tracing::{debug, warn};
 
-pub const KIND: &str = "AccessPolicy";
+pub const KIND: &str = <AccessPolicy as ReconciledKind>::KIND;
 /// Held until the registry no longer enrolls what this policy enrolled.
 pub const FINALIZER: &str = "kontrakt.dev/revoke";
 /// `"true"` skips waiting for the revocations on delete (e.g. the chain is gone for good).
@@ -50,7 +50,7 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("finalizer: {0}")]
-    Finalizer(String),
+    Finalizer(#[from] FinalizerError),
 }
 
 impl Error {
@@ -109,9 +109,7 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     if !deleting && !has_finalizer {
-        finalizers::add(&api, &*policy, FINALIZER)
-            .await
-            .map_err(Error::Finalizer)?;
+        finalizers::add(&api, &*policy, FINALIZER).await?;
     }
 
     let (observation, endpoints) = observe(&policy, &ctx).await?;
@@ -136,9 +134,7 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
                 &note,
             )
             .await;
-            finalizers::remove(&api, &*policy, FINALIZER)
-                .await
-                .map_err(Error::Finalizer)?;
+            finalizers::remove(&api, &*policy, FINALIZER).await?;
             return Ok(Action::await_change());
         }
         return Ok(Action::requeue(ctx.progress.next(&key(&policy))));
@@ -157,7 +153,7 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
         None
     };
     let outcome = status::compute(&policy, &observation, refused.as_ref());
-    write_status(&policy, &ctx, outcome.status, &outcome.conditions).await?;
+    write_status(&*policy, &ctx, outcome.status, &outcome.conditions).await?;
     Ok(match outcome.requeue {
         status::Requeue::Synced => {
             ctx.backoff.reset(&key(&policy));
@@ -223,39 +219,4 @@ async fn observe(
         status::read_registry(ctx, &rpc_url, address, admin).await,
         endpoints,
     ))
-}
-
-/// Writes the status when it changed; one Event per condition that changed.
-async fn write_status(
-    policy: &AccessPolicy,
-    ctx: &Context,
-    mut status: AccessPolicyStatus,
-    computed: &[Computed],
-) -> Result<(), Error> {
-    let old = policy.status.clone().unwrap_or_default();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    status.conditions = crate::smart_contract_service::status::merge_conditions(
-        &old.conditions,
-        computed,
-        policy.metadata.generation,
-        now,
-    );
-    if status == old {
-        return Ok(());
-    }
-    let api: Api<AccessPolicy> =
-        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": AccessPolicy::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &policy.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    publish_transitions(ctx, &policy.object_ref(&()), &old.conditions, computed).await;
-    Ok(())
 }

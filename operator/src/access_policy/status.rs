@@ -9,7 +9,7 @@ use crate::api::{
 /// Condition type saying whether join requests are approved through the oracle.
 pub const ORACLE_APPROVAL: &str = "OracleApproval";
 use crate::context::Context;
-use crate::smart_contract_service::status::Computed;
+use crate::reconcile::Computed;
 use alloy::primitives::Address;
 use alloy::providers::Provider;
 use kontrakt_protocol::config::{self, OracleApproval, ParticipantState, Role};

@@ -10,21 +10,18 @@ pub mod validate;
 
 use crate::{
     api::{DataStream, DataStreamStatus, SmartContractService},
-    context::{Context, FIELD_MANAGER, naming_service},
-    smart_contract_service::{
-        apply::apply_one,
-        error::Invalid,
-        publish_transitions, read_secret_key, registry_admin,
-        status::{Computed, merge_conditions},
-        validate::PolicyLookup,
+    context::{Context, naming_service},
+    reconcile::{
+        Computed, Invalid, InvalidReason, apply::apply_one, status::ReconciledKind, write_status,
     },
+    smart_contract_service::{read_secret_key, registry_admin, validate::PolicyLookup},
 };
 use alloy::primitives::Address;
 use futures::StreamExt;
-use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{PartialObjectMeta, Patch, PatchParams},
+    api::PartialObjectMeta,
     runtime::{
         Controller,
         controller::{self, Action},
@@ -34,7 +31,7 @@ use kube::{
 use std::{future::Future, sync::Arc, time::Duration};
 use tracing::{debug, info, warn};
 
-pub const KIND: &str = "DataStream";
+pub const KIND: &str = <DataStream as ReconciledKind>::KIND;
 const CONCURRENCY: u16 = 8;
 /// Missing references are looked at again this rarely (the seller's creation also triggers a pass).
 const MISSING_REFERENCE_REQUEUE: Duration = Duration::from_secs(120);
@@ -155,7 +152,7 @@ async fn reconcile(ds: Arc<DataStream>, ctx: Arc<Context>) -> Result<Action, Err
     )
     .await;
     let outcome = status::compute(&ds, deployment.as_ref(), &observation);
-    write_status(&ds, &ctx, outcome.status, &outcome.conditions).await?;
+    write_status(&*ds, &ctx, outcome.status, &outcome.conditions).await?;
     Ok(
         if matches!(observation, status::Observation::Unreachable(_)) {
             Action::requeue(ctx.backoff.next(&key(&ds)))
@@ -185,7 +182,7 @@ async fn registry_of(
         .await?
     else {
         return Ok(Err(Invalid::new(
-            "AccessPolicyNotFound",
+            InvalidReason::AccessPolicyNotFound,
             format!("AccessPolicy {name:?} not found"),
         )));
     };
@@ -196,13 +193,13 @@ async fn registry_of(
                 namespace, registry, admin,
             ))),
             Err(PolicyLookup::RegistrySignerNotFound { registry }) => Err(Invalid::new(
-                "RegistrySignerNotFound",
+                InvalidReason::RegistrySignerNotFound,
                 format!(
                     "the signer Secret of the registry SmartContractService {registry:?} is missing or holds no key"
                 ),
             )),
             Err(_) => Err(Invalid::new(
-                "RegistryNotFound",
+                InvalidReason::RegistryNotFound,
                 format!("the AccessPolicy's registry SmartContractService {registry:?} not found"),
             )),
         },
@@ -214,7 +211,7 @@ async fn report_invalid(
     ctx: &Context,
     invalid: &Invalid,
 ) -> Result<Action, Error> {
-    ctx.metrics.failure(KIND, invalid.reason);
+    ctx.metrics.failure(KIND, invalid.reason.as_str());
     let status = DataStreamStatus {
         observed_generation: ds.metadata.generation,
         ..ds.status.clone().unwrap_or_default()
@@ -222,50 +219,15 @@ async fn report_invalid(
     let ready = Computed {
         type_: crate::api::condition::READY,
         status: false,
-        reason: invalid.reason,
+        reason: invalid.reason.as_str(),
         message: invalid.message.clone(),
     };
     write_status(ds, ctx, status, &[ready]).await?;
-    Ok(
-        if matches!(
-            invalid.reason,
-            "SellerNotFound" | "SignerSecretNotFound" | "AccessPolicyNotFound" | "RegistryNotFound"
-        ) {
-            Action::requeue(MISSING_REFERENCE_REQUEUE)
-        } else {
-            Action::await_change()
-        },
-    )
-}
-
-/// Writes the status when it changed; one Event per condition that changed.
-async fn write_status(
-    ds: &DataStream,
-    ctx: &Context,
-    mut status: DataStreamStatus,
-    computed: &[Computed],
-) -> Result<(), Error> {
-    let old = ds.status.clone().unwrap_or_default();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    status.conditions = merge_conditions(&old.conditions, computed, ds.metadata.generation, now);
-    if status == old {
-        return Ok(());
-    }
-    let api: Api<DataStream> =
-        Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": DataStream::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &ds.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    publish_transitions(ctx, &ds.object_ref(&()), &old.conditions, computed).await;
-    Ok(())
+    Ok(if invalid.reason.is_missing_reference() {
+        Action::requeue(MISSING_REFERENCE_REQUEUE)
+    } else {
+        Action::await_change()
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use crate::api::{DataStream, DataStreamStatus, StreamSource, condition};
 use crate::context::Context;
-use crate::smart_contract_service::status::Computed;
+use crate::reconcile::Computed;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use k8s_openapi::api::apps::v1::Deployment;

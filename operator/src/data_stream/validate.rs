@@ -3,7 +3,7 @@
 
 use super::build::Plan;
 use crate::api::{DataStream, SmartContractService, StreamSource};
-use crate::smart_contract_service::error::Invalid;
+use crate::reconcile::{Invalid, InvalidReason};
 use alloy::primitives::{Address, U256};
 use kontrakt_protocol::{
     config::{ChainConfig, SignerConfig},
@@ -28,14 +28,14 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
     let seller_name = &ds.spec.seller.name;
     let seller = refs.seller.ok_or_else(|| {
         Invalid::new(
-            "SellerNotFound",
+            InvalidReason::SellerNotFound,
             format!("the seller SmartContractService {seller_name:?} does not exist"),
         )
     })?;
     let key_ref = &seller.spec.signer.secret_key_ref;
     let key = refs.signer_key.ok_or_else(|| {
         Invalid::new(
-            "SignerSecretNotFound",
+            InvalidReason::SignerSecretNotFound,
             format!(
                 "the seller's signer Secret {:?} with key {:?} not found",
                 key_ref.name, key_ref.key
@@ -47,7 +47,7 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
         .and_then(kontrakt_protocol::key::parse_signer)
         .ok_or_else(|| {
             Invalid::new(
-                "SignerKeyInvalid",
+                InvalidReason::SignerKeyInvalid,
                 format!(
                     "the seller's signer Secret {:?} does not hold a private key",
                     key_ref.name
@@ -56,7 +56,7 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
         })?;
     let rpc_url = seller.spec.chain.rpc_url.clone().ok_or_else(|| {
         Invalid::new(
-            "RpcUrlSecretNotSupported",
+            InvalidReason::RpcUrlSecretNotSupported,
             "the seller uses chain.rpcUrlSecretRef, which is not supported yet",
         )
     })?;
@@ -113,7 +113,7 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
     };
     config
         .validate()
-        .map_err(|e| Invalid::new("StreamConfigInvalid", e.to_string()))?;
+        .map_err(|e| Invalid::new(InvalidReason::StreamConfigInvalid, e.to_string()))?;
     let rendered = config.to_yaml();
     let hash = alloy::primitives::keccak256(
         [

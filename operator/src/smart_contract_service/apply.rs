@@ -1,12 +1,10 @@
-//! Apply: server-side apply of the owned objects with one field manager.
-//!
-//! Each applied object carries a hash of what was applied; an object whose
-//! hash already matches is not sent again, so a reconcile that changes
-//! nothing makes no call at all for it: the hashes are read from the
-//! operator's watch caches ([`Owned`]), or with a metadata GET without them.
+//! Apply: a SmartContractService's owned objects, through the kit's
+//! [`apply_one`]; the applied hashes are read from the operator's watch
+//! caches ([`Owned`]), or with a metadata GET without them.
 
 use super::build::Children;
-use crate::context::{FIELD_MANAGER, scoped_api};
+use crate::context::scoped_api;
+use crate::reconcile::apply::{APPLIED_HASH_ANNOTATION, apply_one, slim};
 use futures::{Stream, StreamExt, future::BoxFuture};
 use k8s_openapi::{
     NamespaceResourceScope,
@@ -17,15 +15,15 @@ use k8s_openapi::{
     },
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::{PartialObjectMeta, Patch, PatchParams},
+    Client, Resource, ResourceExt,
+    api::PartialObjectMeta,
     runtime::{
         WatchStreamExt,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -177,15 +175,6 @@ fn availability_changes() -> impl FnMut(
     }
 }
 
-/// Drops what the caches never read and what makes up most of an object's
-/// size (the managed fields): a thousand services' caches stay small.
-pub fn slim<K: Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
-}
-
-/// Annotation holding the hash of the object as last applied by the operator.
-pub const APPLIED_HASH_ANNOTATION: &str = "kontrakt.dev/applied-hash";
-
 /// Applies every child; returns how many were written. The objects the pods
 /// need (ServiceAccount, ConfigMap) and the independent ones go together, the
 /// Deployment last, so new pods always find the config their hash names.
@@ -222,47 +211,4 @@ pub async fn apply(
         .into_iter()
         .filter(|written| *written)
         .count())
-}
-
-/// The content hash the operator stamps on what it applies.
-pub fn applied_hash<K: Serialize>(obj: &K) -> String {
-    let bytes = serde_json::to_vec(obj).expect("Kubernetes objects serialise");
-    alloy::hex::encode(&alloy::primitives::keccak256(bytes)[..12])
-}
-
-pub(crate) async fn apply_one<K>(
-    client: &Client,
-    namespace: &str,
-    mut obj: K,
-    cached: Option<Option<String>>,
-) -> Result<bool, kube::Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let hash = applied_hash(&obj);
-    obj.annotations_mut()
-        .insert(APPLIED_HASH_ANNOTATION.into(), hash.clone());
-    let name = obj.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let applied = match cached {
-        Some(applied) => applied,
-        None => api
-            .get_metadata_opt(&name)
-            .await?
-            .and_then(|m| m.annotations().get(APPLIED_HASH_ANNOTATION).cloned()),
-    };
-    if applied.as_ref() == Some(&hash) {
-        return Ok(false);
-    }
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&obj),
-    )
-    .await?;
-    Ok(true)
 }

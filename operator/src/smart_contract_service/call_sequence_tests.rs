@@ -154,23 +154,23 @@ async fn owned_objects_already_applied_are_read_not_written() {
     let stamped: Vec<(String, String)> = vec![
         (
             "/api/v1/namespaces/supply/serviceaccounts/shipping".into(),
-            apply::applied_hash(&children.service_account),
+            crate::reconcile::apply::applied_hash(&children.service_account),
         ),
         (
             "/api/v1/namespaces/supply/configmaps/shipping-sidecar".into(),
-            apply::applied_hash(&children.config_map),
+            crate::reconcile::apply::applied_hash(&children.config_map),
         ),
         (
             "/apis/apps/v1/namespaces/supply/deployments/shipping".into(),
-            apply::applied_hash(&children.deployment),
+            crate::reconcile::apply::applied_hash(&children.deployment),
         ),
         (
             "/api/v1/namespaces/supply/services/shipping".into(),
-            apply::applied_hash(&children.service),
+            crate::reconcile::apply::applied_hash(&children.service),
         ),
         (
             "/apis/networking.k8s.io/v1/namespaces/supply/networkpolicies/shipping".into(),
-            apply::applied_hash(&children.network_policy),
+            crate::reconcile::apply::applied_hash(&children.network_policy),
         ),
     ];
     let (client, mut server) = mock_client();
@@ -179,7 +179,7 @@ async fn owned_objects_already_applied_are_read_not_written() {
             StatusCode::OK,
             json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
                    "metadata": {"name": "shipping", "namespace": "supply",
-                                "annotations": {apply::APPLIED_HASH_ANNOTATION: hash}}}),
+                                "annotations": {crate::reconcile::apply::APPLIED_HASH_ANNOTATION: hash}}}),
         )
     };
     let apiserver = tokio::spawn(async move {

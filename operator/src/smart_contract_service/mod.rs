@@ -11,25 +11,24 @@ pub mod validate;
 use crate::{
     api::{AccessPolicy, SmartContractService, SmartContractServiceStatus},
     context::{Context, FIELD_MANAGER, scoped_api},
-    finalizers,
-};
-use error::{Error, Invalid};
-use futures::StreamExt;
-use k8s_openapi::{
-    api::{
-        apps::v1::Deployment,
-        core::v1::{ConfigMap, ObjectReference, Secret},
+    reconcile::{
+        Computed, Invalid, finalizers, publish, report_malformed, status::ReconciledKind,
+        write_status,
     },
-    apimachinery::pkg::apis::meta::v1::Time,
+};
+use error::Error;
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Secret},
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
-        events::{Event, EventType},
+        events::EventType,
         reflector, watcher,
     },
 };
@@ -37,7 +36,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tracing::{debug, info, warn};
 use validate::PolicyLookup;
 
-pub const KIND: &str = "SmartContractService";
+pub const KIND: &str = <SmartContractService as ReconciledKind>::KIND;
 /// Held until the contract is retired on chain.
 pub const FINALIZER: &str = "kontrakt.dev/retire";
 /// `"true"` on a SmartContractService skips retiring on delete (e.g. the chain is gone for good).
@@ -70,7 +69,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(apply::slim)
+    .modify(crate::reconcile::apply::slim)
     .reflect(writer)
     .applied_objects()
     // Status-only changes (our own status writes) need no pass.
@@ -80,7 +79,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let (policies, writer) = reflector::store();
     let policy_events = watcher(scoped_api::<AccessPolicy>(&client, ns), Default::default())
         .default_backoff()
-        .modify(apply::slim)
+        .modify(crate::reconcile::apply::slim)
         .reflect(writer)
         .touched_objects()
         .predicate_filter(
@@ -175,26 +174,9 @@ async fn reconcile(
     let ctx = &reconciler.ctx;
     let scs = match &guard.0 {
         Ok(scs) => scs,
-        Err(malformed) => {
+        Err(_) => {
             // Cannot be reconciled until someone fixes it; say so once per change.
-            warn!(name = ?malformed.metadata.name, namespace = ?malformed.metadata.namespace, error = %malformed.error, "malformed SmartContractService");
-            ctx.metrics.failure(KIND, "MalformedObject");
-            let reference = ObjectReference {
-                api_version: Some(SmartContractService::api_version(&()).into()),
-                kind: Some(KIND.into()),
-                name: malformed.metadata.name.clone(),
-                namespace: malformed.metadata.namespace.clone(),
-                uid: malformed.metadata.uid.clone(),
-                ..Default::default()
-            };
-            publish(
-                ctx,
-                &reference,
-                EventType::Warning,
-                "MalformedObject",
-                &malformed.error,
-            )
-            .await;
+            report_malformed(ctx, &guard).await;
             return Ok(Action::await_change());
         }
     };
@@ -206,9 +188,7 @@ async fn reconcile(
             return Ok(Action::await_change());
         }
         let action = retire::cleanup(scs, ctx).await?;
-        finalizers::remove(&api, scs, FINALIZER)
-            .await
-            .map_err(Error::Finalizer)?;
+        finalizers::remove(&api, scs, FINALIZER).await?;
         return Ok(action);
     }
     // The finalizer goes on in the same pass as the first apply, concurrently
@@ -218,9 +198,8 @@ async fn reconcile(
         if scs.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(());
         }
-        finalizers::add(&api, scs, FINALIZER)
-            .await
-            .map_err(Error::Finalizer)
+        finalizers::add(&api, scs, FINALIZER).await?;
+        Ok::<_, Error>(())
     };
     let (added, action) = tokio::join!(
         add_finalizer,
@@ -332,7 +311,7 @@ async fn reconcile_service(
     };
     let chain = status::observe_chain(&plan, &ctx.chains, ctx.settings.chain_timeout).await;
     let outcome = status::compute(scs, &plan, deployment.as_ref(), &chain);
-    write_status(scs, ctx, outcome.status, &outcome.conditions).await?;
+    write_service_status(scs, ctx, outcome.status, &outcome.conditions).await?;
 
     Ok(if outcome.chain_unreachable {
         Action::requeue(ctx.backoff.next(&key(scs)))
@@ -433,52 +412,31 @@ async fn report_invalid(
     ctx: &Context,
     invalid: &Invalid,
 ) -> Result<Action, Error> {
-    ctx.metrics.failure(KIND, invalid.reason);
+    ctx.metrics.failure(KIND, invalid.reason.as_str());
     let (status, conditions) = status::invalid(scs, invalid);
-    write_status(scs, ctx, status, &conditions).await?;
-    Ok(
-        if matches!(invalid.reason, "SignerSecretNotFound" | "ArtifactNotFound") {
-            Action::requeue(MISSING_REFERENCE_REQUEUE)
-        } else {
-            Action::await_change()
-        },
-    )
+    write_service_status(scs, ctx, status, &conditions).await?;
+    Ok(if invalid.reason.is_missing_reference() {
+        Action::requeue(MISSING_REFERENCE_REQUEUE)
+    } else {
+        Action::await_change()
+    })
 }
 
-/// Writes the status if it differs from the stored one, and publishes an Event
-/// for every condition whose status or reason changed. An unchanged pass writes nothing.
-async fn write_status(
+/// Writes the status (see [`write_status`]) and, when it did, one Event per kind of oracle
+/// request that failed or expired since the status it replaced.
+async fn write_service_status(
     scs: &SmartContractService,
     ctx: &Context,
-    mut status: SmartContractServiceStatus,
-    computed: &[status::Computed],
+    status: SmartContractServiceStatus,
+    computed: &[Computed],
 ) -> Result<(), Error> {
-    let old = scs.status.clone().unwrap_or_default();
-    let now = Time(jiff_now());
-    status.conditions =
-        status::merge_conditions(&old.conditions, computed, scs.metadata.generation, now);
-    if status == old {
+    let after = status.oracle.clone();
+    let Some(old) = write_status(scs, ctx, status, computed).await? else {
         return Ok(());
-    }
-    let api: Api<SmartContractService> =
-        Api::namespaced(ctx.client.clone(), &scs.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": SmartContractService::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &scs.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    };
     // Oracle requests that failed or expired since the last status: one Event
     // per kind and pass, with the counts (the requests themselves are on chain).
-    let (before, after) = (
-        old.oracle.clone().unwrap_or_default(),
-        status.oracle.clone(),
-    );
+    let before = old.oracle.unwrap_or_default();
     if let Some(after) = after {
         for (reason, then, now, what) in [
             (
@@ -503,71 +461,7 @@ async fn write_status(
             }
         }
     }
-    publish_transitions(ctx, &scs.object_ref(&()), &old.conditions, computed).await;
     Ok(())
-}
-
-/// One Event for every condition whose status or reason changed from `old`;
-/// a condition repeating another's reason and message (Ready often repeats
-/// the condition that holds it back) is said once.
-pub(crate) async fn publish_transitions(
-    ctx: &Context,
-    reference: &ObjectReference,
-    old: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    computed: &[status::Computed],
-) {
-    let mut published: Vec<(&str, &str)> = Vec::new();
-    for c in computed {
-        let before = old.iter().find(|o| o.type_ == c.type_);
-        let changed =
-            before.is_none_or(|b| (b.status == "True") != c.status || b.reason != c.reason);
-        let repeated = published.contains(&(c.reason, c.message.as_str()));
-        if changed && !repeated {
-            published.push((c.reason, c.message.as_str()));
-            let type_ = if c.status {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            publish(ctx, reference, type_, c.reason, &c.message).await;
-        }
-    }
-}
-
-fn jiff_now() -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::now()
-}
-
-/// Publishes an Event in the background: recording one never delays or
-/// fails a reconcile (under load an Event write takes as long as any other
-/// apiserver call, and a pass would otherwise wait for it).
-pub(crate) async fn publish(
-    ctx: &Context,
-    reference: &ObjectReference,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1024).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    let (recorder, reference, reason, writes) = (
-        ctx.recorder.clone(),
-        reference.clone(),
-        reason.to_owned(),
-        ctx.event_writes.clone(),
-    );
-    tokio::spawn(async move {
-        // Never closed: the permit only bounds the writes in flight.
-        let _permit = writes.acquire_owned().await;
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            warn!(error = %e, reason, "could not publish event");
-        }
-    });
 }
 
 #[cfg(test)]

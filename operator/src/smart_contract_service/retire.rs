@@ -2,7 +2,11 @@
 //! readable), then let the finalizer go so garbage collection removes the
 //! owned objects.
 
-use super::{SKIP_RETIRE_ANNOTATION, error::Error, publish};
+use super::{
+    SKIP_RETIRE_ANNOTATION,
+    error::{Error, RetireError},
+};
+use crate::reconcile::publish;
 use crate::{api::SmartContractService, context::Context};
 use alloy::{
     primitives::Address,
@@ -73,28 +77,33 @@ pub async fn cleanup(scs: &SmartContractService, ctx: &Context) -> Result<Action
 
     let url = rpc_url
         .parse()
-        .map_err(|_| Error::Retire(format!("chain.rpcUrl {rpc_url:?} is not a valid URL")))?;
+        .map_err(|_| RetireError::InvalidUrl(rpc_url.clone()))?;
     let provider = ProviderBuilder::new().wallet(signer).connect_http(url);
     let limit = ctx.settings.chain_timeout;
-    let timed = |what: &'static str| {
-        move |_| Error::Retire(format!("{what}: no answer within {}s", limit.as_secs()))
+    let unanswered = |call| {
+        move |_| RetireError::Unanswered {
+            call,
+            secs: limit.as_secs(),
+        }
     };
-    let failed =
-        |what: &'static str| move |e: alloy::contract::Error| Error::Retire(format!("{what}: {e}"));
+    let failed = |call| {
+        move |e: &dyn std::fmt::Display| RetireError::Rpc {
+            call,
+            reason: e.to_string(),
+        }
+    };
     let expected = u64::try_from(scs.spec.chain.chain_id).unwrap_or_default();
     let actual = tokio::time::timeout(limit, provider.get_chain_id())
         .await
-        .map_err(timed("eth_chainId"))?
-        .map_err(|e| Error::Retire(format!("eth_chainId: {e}")))?;
+        .map_err(unanswered("eth_chainId"))?
+        .map_err(|e| failed("eth_chainId")(&e))?;
     if actual != expected {
-        return Err(Error::Retire(format!(
-            "wrong chain: the spec expects chain id {expected}, the RPC reports {actual}"
-        )));
+        return Err(RetireError::WrongChain { expected, actual }.into());
     }
     let code = tokio::time::timeout(limit, provider.get_code_at(logic).into_future())
         .await
-        .map_err(timed("eth_getCode"))?
-        .map_err(|e| Error::Retire(format!("eth_getCode: {e}")))?;
+        .map_err(unanswered("eth_getCode"))?
+        .map_err(|e| failed("eth_getCode")(&e))?;
     if code.is_empty() {
         return skip(
             "RetireSkipped",
@@ -105,23 +114,20 @@ pub async fn cleanup(scs: &SmartContractService, ctx: &Context) -> Result<Action
     let contract = KontraktContract::new(logic, &provider);
     let retired = tokio::time::timeout(limit, contract.retired().call().into_future())
         .await
-        .map_err(timed("retired()"))?
-        .map_err(failed("retired()"))?;
+        .map_err(unanswered("retired()"))?
+        .map_err(|e| failed("retired()")(&e))?;
     if !retired {
         let receipt = contract
             .retire()
             .send()
             .await
-            .map_err(failed("retire()"))?
+            .map_err(|e| failed("retire()")(&e))?
             .with_timeout(Some(limit * 6))
             .get_receipt()
             .await
-            .map_err(|e| Error::Retire(format!("retire(): {e}")))?;
+            .map_err(|e| failed("retire()")(&e))?;
         if !receipt.status() {
-            return Err(Error::Retire(format!(
-                "retire() reverted in transaction {}",
-                receipt.transaction_hash
-            )));
+            return Err(RetireError::Reverted(receipt.transaction_hash).into());
         }
         info!(object = %reference.name.clone().unwrap_or_default(), %logic, tx = %receipt.transaction_hash, "retired contract");
     }

@@ -2,19 +2,17 @@
 //! and the chain itself (read-only RPC: code at the deterministic addresses,
 //! the database's writer). Written only when it changes.
 
-use super::{error::Invalid, validate::Plan};
+use super::validate::Plan;
 use crate::api::{
     OracleCounters, Phase, SmartContractService, SmartContractServiceStatus, condition,
 };
 use crate::context::ChainReaders;
+use crate::reconcile::{Computed, Invalid};
 use alloy::{
     primitives::{Address, B256, keccak256},
     providers::{DynProvider, Provider},
 };
-use k8s_openapi::{
-    api::apps::v1::Deployment,
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
-};
+use k8s_openapi::api::apps::v1::Deployment;
 use kontrakt_protocol::bindings::{ContractDatabase, EnrollmentRegistry, KontraktContract};
 use kontrakt_protocol::config::Role;
 use kontrakt_protocol::views::oracle::OracleStats;
@@ -167,15 +165,6 @@ async fn read_chain(plan: &Plan, provider: &DynProvider) -> Result<ChainState, S
         enrollment,
         oracle: if logic_code.is_some() { oracle } else { None },
     }))
-}
-
-/// A condition as computed this pass (times are filled in by [`merge_conditions`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Computed {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: &'static str,
-    pub message: String,
 }
 
 /// The outcome of one pass: the status to write and how soon to look again.
@@ -484,35 +473,6 @@ fn deployed_condition(plan: &Plan, pair: &PairState, wanted: u64) -> Computed {
     )
 }
 
-/// The status conditions to write: computed ones, keeping `lastTransitionTime`
-/// of those whose status did not change (so an unchanged pass writes nothing).
-pub fn merge_conditions(
-    old: &[Condition],
-    computed: &[Computed],
-    generation: Option<i64>,
-    now: Time,
-) -> Vec<Condition> {
-    computed
-        .iter()
-        .map(|c| {
-            let status = if c.status { "True" } else { "False" };
-            let previous = old.iter().find(|o| o.type_ == c.type_);
-            let since = match previous {
-                Some(p) if p.status == status => p.last_transition_time.clone(),
-                _ => now.clone(),
-            };
-            Condition {
-                type_: c.type_.into(),
-                status: status.into(),
-                reason: c.reason.into(),
-                message: c.message.clone(),
-                observed_generation: generation,
-                last_transition_time: since,
-            }
-        })
-        .collect()
-}
-
 /// Status for a spec that cannot work: Ready=False with the reason.
 pub fn invalid(
     scs: &SmartContractService,
@@ -527,7 +487,7 @@ pub fn invalid(
     let ready = Computed {
         type_: condition::READY,
         status: false,
-        reason: invalid.reason,
+        reason: invalid.reason.as_str(),
         message: invalid.message.clone(),
     };
     (status, vec![ready])

@@ -2,10 +2,11 @@
 
 use super::{
     build::{CONFIG_HASH_ANNOTATION, build},
-    status::{ChainState, PairState, compute, merge_conditions},
+    status::{ChainState, PairState, compute},
     validate::{References, validate},
 };
 use crate::api::{Phase, SmartContractService};
+use crate::reconcile::conditions::merge_conditions;
 use alloy::primitives::Address;
 use k8s_openapi::{
     api::apps::v1::{Deployment, DeploymentStatus},
@@ -365,7 +366,7 @@ fn unchanged_conditions_keep_their_transition_time() {
     assert!(again.iter().all(|c| c.last_transition_time == t0));
 }
 
-fn ready_of(outcome: &super::status::Outcome) -> &super::status::Computed {
+fn ready_of(outcome: &super::status::Outcome) -> &crate::reconcile::Computed {
     outcome
         .conditions
         .iter()

@@ -1,9 +1,9 @@
 //! Validate: the spec plus what it references (read by the caller) → a
 //! [`Plan`] that `build` and `status` use, or an [`Invalid`] reason. Pure.
 
-use super::error::Invalid;
 use crate::access_policy::render;
 use crate::api::{AccessPolicy, ContractTemplate, DatabaseMode, HttpMethod, SmartContractService};
+use crate::reconcile::{Invalid, InvalidReason};
 use alloy::primitives::Address;
 use kontrakt_protocol::mounts::{
     ARTIFACT_DIR, ARTIFACT_FILE, ORACLE_HEADER_FILE, ORACLE_HEADERS_DIR, SIDECAR_PORT, SIGNER_DIR,
@@ -78,7 +78,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
     let key_ref = &spec.signer.secret_key_ref;
     let key = refs.signer_key.ok_or_else(|| {
         Invalid::new(
-            "SignerSecretNotFound",
+            InvalidReason::SignerSecretNotFound,
             format!(
                 "Secret {:?} with key {:?} not found",
                 key_ref.name, key_ref.key
@@ -87,7 +87,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
     })?;
     let signer = std::str::from_utf8(key).ok().and_then(kontrakt_protocol::key::parse_signer).ok_or_else(|| {
         Invalid::new(
-            "SignerKeyInvalid",
+            InvalidReason::SignerKeyInvalid,
             format!(
                 "Secret {:?} key {:?} does not hold a private key (64 hex digits, optionally 0x-prefixed)",
                 key_ref.name, key_ref.key
@@ -102,7 +102,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
         // (it may carry credentials) must not be copied into a ConfigMap.
         (None, _) => {
             return Err(Invalid::new(
-                "RpcUrlSecretNotSupported",
+                InvalidReason::RpcUrlSecretNotSupported,
                 "chain.rpcUrlSecretRef is not supported by this sidecar version yet; use chain.rpcUrl",
             ));
         }
@@ -113,13 +113,13 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             (Some(template), _) => {
                 let name = template_name(*template);
                 let artifact = Artifact::builtin_shared(name)
-                    .map_err(|e| Invalid::new("ArtifactInvalid", e.to_string()))?;
+                    .map_err(|e| Invalid::new(InvalidReason::ArtifactInvalid, e.to_string()))?;
                 (Some(name.to_owned()), None, artifact)
             }
             (None, Some(r)) => {
                 let json = refs.artifact_json.ok_or_else(|| {
                     Invalid::new(
-                        "ArtifactNotFound",
+                        InvalidReason::ArtifactNotFound,
                         format!("ConfigMap {:?} with key {:?} not found", r.name, r.key),
                     )
                 })?;
@@ -127,7 +127,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
                     .map(std::sync::Arc::new)
                     .map_err(|e| {
                         Invalid::new(
-                            "ArtifactInvalid",
+                            InvalidReason::ArtifactInvalid,
                             format!("ConfigMap {:?} key {:?}: {e}", r.name, r.key),
                         )
                     })?;
@@ -139,7 +139,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             }
             (None, None) => {
                 return Err(Invalid::new(
-                    "ArtifactMissing",
+                    InvalidReason::ArtifactMissing,
                     "one of contract.template or contract.artifactRef is required",
                 ));
             }
@@ -150,14 +150,14 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
         (DatabaseMode::Existing, Some(address)) => DatabaseConfig::Existing {
             address: address.parse().map_err(|_| {
                 Invalid::new(
-                    "DatabaseAddressInvalid",
+                    InvalidReason::DatabaseAddressInvalid,
                     format!("{address:?} is not an address"),
                 )
             })?,
         },
         (DatabaseMode::Existing, None) => {
             return Err(Invalid::new(
-                "DatabaseAddressMissing",
+                InvalidReason::DatabaseAddressMissing,
                 "database.address is required with mode Existing",
             ));
         }
@@ -173,19 +173,19 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
                 .map(|r| r.name.as_str())
                 .unwrap_or_default();
             return Err(Invalid::new(
-                "AccessPolicyNotFound",
+                InvalidReason::AccessPolicyNotFound,
                 format!("AccessPolicy {policy:?} not found"),
             ));
         }
         PolicyLookup::RegistryNotFound { registry } => {
             return Err(Invalid::new(
-                "RegistryNotFound",
+                InvalidReason::RegistryNotFound,
                 format!("the AccessPolicy's registry SmartContractService {registry:?} not found"),
             ));
         }
         PolicyLookup::RegistrySignerNotFound { registry } => {
             return Err(Invalid::new(
-                "RegistrySignerNotFound",
+                InvalidReason::RegistrySignerNotFound,
                 format!(
                     "the signer Secret of the registry SmartContractService {registry:?} is missing or holds no key"
                 ),
@@ -217,11 +217,16 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
     let version = u64::try_from(spec.contract.version)
         .ok()
         .filter(|v| *v >= 1)
-        .ok_or_else(|| Invalid::new("VersionInvalid", "contract.version must be >= 1"))?;
+        .ok_or_else(|| {
+            Invalid::new(
+                InvalidReason::VersionInvalid,
+                "contract.version must be >= 1",
+            )
+        })?;
     let chain_id = u64::try_from(spec.chain.chain_id)
         .ok()
         .filter(|id| *id >= 1)
-        .ok_or_else(|| Invalid::new("ChainIdInvalid", "chain.chainId must be >= 1"))?;
+        .ok_or_else(|| Invalid::new(InvalidReason::ChainIdInvalid, "chain.chainId must be >= 1"))?;
 
     let mut sidecar_config = SidecarConfig {
         chain: ChainConfig {
@@ -289,10 +294,10 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
     }
     sidecar_config
         .validate()
-        .map_err(|e| Invalid::new("SidecarConfigInvalid", e.to_string()))?;
+        .map_err(|e| Invalid::new(InvalidReason::SidecarConfigInvalid, e.to_string()))?;
 
     let addresses = pair_addresses(&PairSpec::from_config(&sidecar_config, admin, &artifact))
-        .map_err(|e| Invalid::new("ArtifactInvalid", e.to_string()))?;
+        .map_err(|e| Invalid::new(InvalidReason::ArtifactInvalid, e.to_string()))?;
 
     let rendered = sidecar_config.to_yaml();
     let config_hash = alloy::primitives::keccak256(

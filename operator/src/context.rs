@@ -184,11 +184,12 @@ impl Context {
 
 /// A watch mapper for the controllers of objects that name a SmartContractService
 /// (a policy's registry, a stream's seller): on a change of a service, the
-/// objects of `store` in its namespace whose `service_of` is its name. Only the
-/// service's name is needed, so the watch can be metadata-only.
+/// objects of `store` in its namespace whose `service_of` is its name (a malformed
+/// object names none). Only the service's name is needed, so the watch can be
+/// metadata-only.
 pub fn naming_service<K>(
     store: kube::runtime::reflector::Store<K>,
-    service_of: fn(&K) -> &str,
+    service_of: fn(&K) -> Option<&str>,
 ) -> impl Fn(
     kube::api::PartialObjectMeta<crate::api::SmartContractService>,
 ) -> Vec<kube::runtime::reflector::ObjectRef<K>>
@@ -202,7 +203,7 @@ where
         store
             .state()
             .into_iter()
-            .filter(|o| o.namespace() == namespace && service_of(o) == name)
+            .filter(|o| o.namespace() == namespace && service_of(o) == Some(name.as_str()))
             .map(|o| kube::runtime::reflector::ObjectRef::from_obj(&*o))
             .collect()
     }

@@ -1,8 +1,9 @@
-//! The SmartContractService controller: validate → build (pure) → apply →
-//! status, wrapped in a finalizer that retires the contract on chain.
+//! The SmartContractService controller: dereference → validate → build (pure)
+//! → apply → status, wrapped in a finalizer that retires the contract on chain.
 
 pub mod apply;
 pub mod build;
+pub mod dereference;
 pub mod error;
 pub mod retire;
 pub mod status;
@@ -18,10 +19,7 @@ use crate::{
 };
 use error::Error;
 use futures::StreamExt;
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, Secret},
-};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Resource, ResourceExt,
     core::DeserializeGuard,
@@ -34,7 +32,6 @@ use kube::{
 };
 use std::{future::Future, sync::Arc, time::Duration};
 use tracing::{debug, info, warn};
-use validate::PolicyLookup;
 
 pub const KIND: &str = <SmartContractService as ReconciledKind>::KIND;
 /// Held until the contract is retired on chain.
@@ -252,52 +249,8 @@ async fn reconcile_service(
     let namespace = scs.namespace().unwrap_or_default();
     let client = &ctx.client;
 
-    // Dereference (the only reads of user objects; values stay in memory).
-    let key_ref = &scs.spec.signer.secret_key_ref;
-    let signer_key = read_secret_key(client, &namespace, &key_ref.name, &key_ref.key).await?;
-    let artifact_json = match &scs.spec.contract.artifact_ref {
-        Some(r) => Api::<ConfigMap>::namespaced(client.clone(), &namespace)
-            .get_opt(&r.name)
-            .await?
-            .and_then(|cm| cm.data)
-            .and_then(|mut d| d.remove(&r.key)),
-        None => None,
-    };
-    let policies = policies_in(ctx, caches, &namespace).await?;
-    let access_policy = match &scs.spec.access_policy_ref {
-        None => PolicyLookup::NotReferenced,
-        Some(r) => match policies.iter().find(|p| p.name_any() == r.name) {
-            None => PolicyLookup::PolicyNotFound,
-            Some(policy) => {
-                let registry = policy.spec.registry.name.clone();
-                if registry == scs.name_any() {
-                    PolicyLookup::Found {
-                        policy,
-                        registry_admin: None,
-                    }
-                } else {
-                    match registry_admin(ctx, caches, &namespace, &registry).await? {
-                        Ok((_, admin)) => PolicyLookup::Found {
-                            policy,
-                            registry_admin: Some(admin),
-                        },
-                        Err(lookup) => lookup,
-                    }
-                }
-            }
-        },
-    };
-    let refs = validate::References {
-        signer_key: signer_key.as_deref(),
-        artifact_json: artifact_json.as_deref(),
-        access_policy,
-        hosted_policies: policies
-            .iter()
-            .filter(|p| p.spec.registry.name == scs.name_any())
-            .map(|p| &**p)
-            .collect(),
-    };
-
+    let found = dereference::dereference(scs, ctx, caches).await?;
+    let refs = found.references(scs);
     let plan = match validate::validate(scs, &refs) {
         Ok(plan) => plan,
         Err(invalid) => return report_invalid(scs, ctx, &invalid).await,
@@ -343,85 +296,6 @@ async fn reconcile_service(
             ctx.progress
                 .next_in(&key(scs), scs.metadata.generation.unwrap_or_default()),
         )
-    })
-}
-
-/// The value at `key` of Secret `name`, if both exist.
-pub(crate) async fn read_secret_key(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    key: &str,
-) -> Result<Option<Vec<u8>>, kube::Error> {
-    Ok(Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await?
-        .and_then(|s| s.data)
-        .and_then(|mut d| d.remove(key))
-        .map(|b| b.0))
-}
-
-/// The AccessPolicies of `namespace`, from the watch cache (or a list without one).
-async fn policies_in(
-    ctx: &Context,
-    caches: Option<&Caches>,
-    namespace: &str,
-) -> Result<Vec<Arc<AccessPolicy>>, kube::Error> {
-    Ok(match caches {
-        Some(c) => c
-            .policies
-            .state()
-            .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(namespace))
-            .collect(),
-        None => Api::<AccessPolicy>::namespaced(ctx.client.clone(), namespace)
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .map(Arc::new)
-            .collect(),
-    })
-}
-
-/// The registry service `name` and its admin (its signer's address), or why
-/// they cannot be known.
-pub(crate) async fn registry_admin(
-    ctx: &Context,
-    caches: Option<&Caches>,
-    namespace: &str,
-    name: &str,
-) -> Result<
-    Result<(SmartContractService, alloy::primitives::Address), PolicyLookup<'static>>,
-    kube::Error,
-> {
-    let registry = match caches {
-        Some(c) => c
-            .services
-            .get(&reflector::ObjectRef::new(name).within(namespace))
-            .and_then(|g| g.0.as_ref().ok().cloned()),
-        None => {
-            Api::<SmartContractService>::namespaced(ctx.client.clone(), namespace)
-                .get_opt(name)
-                .await?
-        }
-    };
-    let Some(registry) = registry else {
-        return Ok(Err(PolicyLookup::RegistryNotFound {
-            registry: name.into(),
-        }));
-    };
-    let key_ref = &registry.spec.signer.secret_key_ref;
-    let key = read_secret_key(&ctx.client, namespace, &key_ref.name, &key_ref.key).await?;
-    let admin = key
-        .and_then(|k| String::from_utf8(k).ok())
-        .and_then(|k| kontrakt_protocol::key::parse_signer(&k))
-        .map(|signer| signer.address());
-    Ok(match admin {
-        Some(admin) => Ok((registry, admin)),
-        None => Err(PolicyLookup::RegistrySignerNotFound {
-            registry: name.into(),
-        }),
     })
 }
 

@@ -12,7 +12,7 @@ pub mod status;
 
 use crate::{
     api::{AccessPolicy, ApprovalMode, SmartContractService},
-    context::{Context, naming_service},
+    context::{Context, ObjectKey, naming_service},
     reconcile::{
         finalizers::{self, FinalizerError},
         publish, report_malformed,
@@ -93,10 +93,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .await;
 }
 
-fn key(p: &AccessPolicy) -> String {
-    format!("ap/{}/{}", p.namespace().unwrap_or_default(), p.name_any())
-}
-
 fn error_policy(
     guard: Arc<DeserializeGuard<AccessPolicy>>,
     error: &Error,
@@ -106,8 +102,8 @@ fn error_policy(
     let Ok(policy) = &guard.0 else {
         return Action::await_change();
     };
-    let delay = ctx.backoff.next(&key(policy));
-    warn!(object = %key(policy), error = %error, retry_in_s = delay.as_secs(), "access policy pass failed; retrying");
+    let delay = ctx.backoff.next(&ObjectKey::of(policy));
+    warn!(object = %ObjectKey::of(policy), error = %error, retry_in_s = delay.as_secs(), "access policy pass failed; retrying");
     Action::requeue(delay)
 }
 
@@ -125,6 +121,7 @@ async fn reconcile(
     let deleting = policy.meta().deletion_timestamp.is_some();
     let has_finalizer = policy.finalizers().iter().any(|f| f == FINALIZER);
     if deleting && !has_finalizer {
+        ctx.forget(&ObjectKey::of(policy));
         return Ok(Action::await_change());
     }
     if !deleting && !has_finalizer {
@@ -154,9 +151,10 @@ async fn reconcile(
             )
             .await;
             finalizers::remove(&api, policy, FINALIZER).await?;
+            ctx.forget(&ObjectKey::of(policy));
             return Ok(Action::await_change());
         }
-        return Ok(Action::requeue(ctx.progress.next(&key(policy))));
+        return Ok(Action::requeue(ctx.progress.next(&ObjectKey::of(policy))));
     }
 
     // One approval setting per registry: whether this policy's is the one applied.
@@ -175,15 +173,14 @@ async fn reconcile(
     write_status(policy, &ctx, outcome.status, &outcome.conditions).await?;
     Ok(match outcome.requeue {
         status::Requeue::Synced => {
-            ctx.backoff.reset(&key(policy));
-            ctx.progress.reset(&key(policy));
+            ctx.forget(&ObjectKey::of(policy));
             Action::requeue(ctx.settings.resync)
         }
-        status::Requeue::Waiting => Action::requeue(
-            ctx.progress
-                .next_in(&key(policy), policy.metadata.generation.unwrap_or_default()),
-        ),
-        status::Requeue::Unreachable => Action::requeue(ctx.backoff.next(&key(policy))),
+        status::Requeue::Waiting => Action::requeue(ctx.progress.next_in(
+            &ObjectKey::of(policy),
+            policy.metadata.generation.unwrap_or_default(),
+        )),
+        status::Requeue::Unreachable => Action::requeue(ctx.backoff.next(&ObjectKey::of(policy))),
         status::Requeue::MissingReference => Action::requeue(MISSING_REFERENCE_REQUEUE),
         status::Requeue::OnChange => Action::await_change(),
     })

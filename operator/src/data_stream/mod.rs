@@ -11,7 +11,7 @@ pub mod validate;
 
 use crate::{
     api::{DataStream, DataStreamStatus, SmartContractService},
-    context::{Context, naming_service},
+    context::{Context, ObjectKey, naming_service},
     reconcile::{
         Computed, Invalid, apply::apply_one, report_malformed, status::ReconciledKind, write_status,
     },
@@ -76,14 +76,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .await;
 }
 
-fn key(ds: &DataStream) -> String {
-    format!(
-        "ds/{}/{}",
-        ds.namespace().unwrap_or_default(),
-        ds.name_any()
-    )
-}
-
 fn error_policy(
     guard: Arc<DeserializeGuard<DataStream>>,
     error: &Error,
@@ -93,8 +85,8 @@ fn error_policy(
     let Ok(ds) = &guard.0 else {
         return Action::await_change();
     };
-    let delay = ctx.backoff.next(&key(ds));
-    warn!(object = %key(ds), error = %error, retry_in_s = delay.as_secs(), "data stream pass failed; retrying");
+    let delay = ctx.backoff.next(&ObjectKey::of(ds));
+    warn!(object = %ObjectKey::of(ds), error = %error, retry_in_s = delay.as_secs(), "data stream pass failed; retrying");
     Action::requeue(delay)
 }
 
@@ -110,6 +102,7 @@ async fn reconcile(
     if ds.meta().deletion_timestamp.is_some() {
         // Nothing to undo: the stream stays on the market (its invoices and
         // roots are history); garbage collection removes the publisher.
+        ctx.forget(&ObjectKey::of(ds));
         return Ok(Action::await_change());
     }
     let namespace = ds.namespace().unwrap_or_default();
@@ -132,7 +125,7 @@ async fn reconcile(
         written += usize::from(applied);
     }
     if written > 0 {
-        info!(object = %key(ds), written, "applied publisher objects");
+        info!(object = %ObjectKey::of(ds), written, "applied publisher objects");
     }
     let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
         .get_opt(&build::publisher_name(&ds.name_any()))
@@ -150,18 +143,17 @@ async fn reconcile(
     write_status(ds, &ctx, outcome.status, &outcome.conditions).await?;
     Ok(
         if matches!(observation, status::Observation::Unreachable(_)) {
-            Action::requeue(ctx.backoff.next(&key(ds)))
+            Action::requeue(ctx.backoff.next(&ObjectKey::of(ds)))
         } else if outcome.ready {
-            ctx.backoff.reset(&key(ds));
-            ctx.progress.reset(&key(ds));
+            ctx.forget(&ObjectKey::of(ds));
             // Often enough to notice a silent source (nothing else wakes us then).
             let silence = Duration::from_secs(status::silence_after(ds) / 2);
             Action::requeue(ctx.settings.resync.min(silence.max(Duration::from_secs(5))))
         } else {
-            Action::requeue(
-                ctx.progress
-                    .next_in(&key(ds), ds.metadata.generation.unwrap_or_default()),
-            )
+            Action::requeue(ctx.progress.next_in(
+                &ObjectKey::of(ds),
+                ds.metadata.generation.unwrap_or_default(),
+            ))
         },
     )
 }

@@ -11,7 +11,7 @@ pub mod validate;
 
 use crate::{
     api::{AccessPolicy, SmartContractService, SmartContractServiceStatus},
-    context::{Context, FIELD_MANAGER, scoped_api},
+    context::{Context, FIELD_MANAGER, ObjectKey, scoped_api},
     reconcile::{
         Computed, Invalid, finalizers, publish, report_malformed, status::ReconciledKind,
         write_status,
@@ -175,10 +175,6 @@ impl Caches {
     }
 }
 
-fn key(scs: &SmartContractService) -> String {
-    format!("{}/{}", scs.namespace().unwrap_or_default(), scs.name_any())
-}
-
 async fn reconcile(
     guard: Arc<DeserializeGuard<SmartContractService>>,
     reconciler: Arc<Reconciler>,
@@ -197,10 +193,12 @@ async fn reconcile(
         Api::namespaced(ctx.client.clone(), &scs.namespace().unwrap_or_default());
     if scs.meta().deletion_timestamp.is_some() {
         if !scs.finalizers().iter().any(|f| f == FINALIZER) {
+            ctx.forget(&ObjectKey::of(scs));
             return Ok(Action::await_change());
         }
         let action = retire::cleanup(scs, ctx).await?;
         finalizers::remove(&api, scs, FINALIZER).await?;
+        ctx.forget(&ObjectKey::of(scs));
         return Ok(action);
     }
     // The finalizer goes on in the same pass as the first apply, concurrently
@@ -231,8 +229,8 @@ fn error_policy(
     let Ok(scs) = &guard.0 else {
         return Action::await_change();
     };
-    let delay = ctx.backoff.next(&key(scs));
-    warn!(object = %key(scs), error = %error, retry_in_s = delay.as_secs(), "reconcile failed; retrying");
+    let delay = ctx.backoff.next(&ObjectKey::of(scs));
+    warn!(object = %ObjectKey::of(scs), error = %error, retry_in_s = delay.as_secs(), "reconcile failed; retrying");
     Action::requeue(delay)
 }
 
@@ -259,7 +257,7 @@ async fn reconcile_service(
     let children = build::build(scs, &plan, &ctx.settings.sidecar_image);
     let written = apply::apply(client, &namespace, children, owned).await?;
     if written > 0 {
-        info!(object = %key(scs), written, "applied owned objects");
+        info!(object = %ObjectKey::of(scs), written, "applied owned objects");
         publish(
             ctx,
             &scs.object_ref(&()),
@@ -285,17 +283,16 @@ async fn reconcile_service(
     write_service_status(scs, ctx, outcome.status, &outcome.conditions).await?;
 
     Ok(if outcome.chain_unreachable {
-        Action::requeue(ctx.backoff.next(&key(scs)))
+        Action::requeue(ctx.backoff.next(&ObjectKey::of(scs)))
     } else if outcome.ready {
-        ctx.backoff.reset(&key(scs));
-        ctx.progress.reset(&key(scs));
+        ctx.forget(&ObjectKey::of(scs));
         Action::requeue(ctx.settings.resync)
     } else {
-        ctx.backoff.reset(&key(scs));
-        Action::requeue(
-            ctx.progress
-                .next_in(&key(scs), scs.metadata.generation.unwrap_or_default()),
-        )
+        ctx.backoff.reset(&ObjectKey::of(scs));
+        Action::requeue(ctx.progress.next_in(
+            &ObjectKey::of(scs),
+            scs.metadata.generation.unwrap_or_default(),
+        ))
     })
 }
 

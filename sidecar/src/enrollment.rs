@@ -2,12 +2,14 @@
 //! `enrollment.participants` of its config.
 //!
 //! Why the sidecar and not the operator sends these transactions: the registry's admin is the
-//! hosting SmartContractService's signer. Its key stays in that pod (a mounted file, never read
-//! by the operator), and every transaction of a key must go through the one nonce manager of
-//! that key ([`Chain`]): an operator sending with the same key would race this sidecar's
-//! deploys and oracle fulfilments for nonces. So the operator renders the desired membership
-//! (the union of the AccessPolicies naming this service) into the config, this sidecar writes
-//! the chain, and the operator reads the chain back (read-only) for AccessPolicy status.
+//! hosting SmartContractService's signer. Its key is mounted into that pod; the operator reads
+//! the Secret to learn the admin's address (and, on delete, to retire the logic contract: the
+//! one transaction it still sends). Every transaction of a key must go through the one nonce
+//! manager of that key ([`Chain`]): an operator sending with the same key would race this
+//! sidecar's deploys and oracle fulfilments for nonces. So the operator renders the desired
+//! membership (the union of the AccessPolicies naming this service) into the config, this
+//! sidecar writes the chain, and the operator reads the chain back (read-only) for
+//! AccessPolicy status.
 //!
 //! A pass: deploy-if-absent the registry at [`registry_address`](kontrakt_protocol::addresses::registry_address),
 //! set its oracle approval to the config's `enrollment.approval` (`setOracleApproval`), read

@@ -20,7 +20,8 @@ fn mock_client() -> (Client, ApiServer) {
     (Client::new(service, "supply"), handle)
 }
 
-/// The unit tests' sample, as the finalizer helper leaves it before Apply.
+/// The unit tests' sample with the finalizer already on: a later pass (the first pass adds
+/// the finalizer alongside its first apply, not before it).
 fn sample() -> SmartContractService {
     let mut scs = super::tests::sample();
     scs.metadata.finalizers = Some(vec![super::FINALIZER.into()]);

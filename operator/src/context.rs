@@ -1,7 +1,7 @@
 //! What every reconcile shares: the client, the event recorder, metrics and settings.
 
 use crate::metrics::Metrics;
-use crate::reconcile::status::ReconciledKind;
+use crate::reconcile::{apply::AppliedVersions, status::ReconciledKind};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use kube::{
     Api, Client, Resource,
@@ -51,6 +51,8 @@ pub struct Context {
     pub progress: Arc<Backoff>,
     /// Read-only chain clients, one per RPC URL.
     pub chains: Arc<ChainReaders>,
+    /// What the last apply of each owned object returned (drift detection).
+    pub applied: Arc<AppliedVersions>,
     /// Event writes in flight at once (see `publish`).
     pub event_writes: Arc<tokio::sync::Semaphore>,
 }
@@ -226,6 +228,12 @@ impl Context {
         self.progress.reset(key);
     }
 
+    /// Forgets everything kept about `key` (it is gone).
+    pub fn forget_object(&self, key: &ObjectKey) {
+        self.forget(key);
+        self.applied.forget(key);
+    }
+
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Arc<Self> {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -243,6 +251,7 @@ impl Context {
                 Duration::from_secs(60),
             )),
             chains: Arc::default(),
+            applied: Arc::default(),
             event_writes: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_WRITES)),
         })
     }

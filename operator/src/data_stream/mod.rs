@@ -102,7 +102,7 @@ async fn reconcile(
     if ds.meta().deletion_timestamp.is_some() {
         // Nothing to undo: the stream stays on the market (its invoices and
         // roots are history); garbage collection removes the publisher.
-        ctx.forget(&ObjectKey::of(ds));
+        ctx.forget_object(&ObjectKey::of(ds));
         return Ok(Action::await_change());
     }
     let namespace = ds.namespace().unwrap_or_default();
@@ -113,14 +113,16 @@ async fn reconcile(
         Err(invalid) => return report_invalid(ds, &ctx, &invalid).await,
     };
     let children = build::build(ds, &plan, &ctx.settings.sidecar_image);
+    let owner = ObjectKey::of(ds);
+    let applied = (&*ctx.applied, &owner);
     let mut written = 0;
     if let Some(claim) = children.log_claim {
-        written += usize::from(apply_one(&ctx.client, &namespace, claim, None).await?);
+        written += usize::from(apply_one(&ctx.client, &namespace, claim, None, applied).await?);
     }
     for applied in [
-        apply_one(&ctx.client, &namespace, children.config_map, None).await?,
-        apply_one(&ctx.client, &namespace, children.service, None).await?,
-        apply_one(&ctx.client, &namespace, children.deployment, None).await?,
+        apply_one(&ctx.client, &namespace, children.config_map, None, applied).await?,
+        apply_one(&ctx.client, &namespace, children.service, None, applied).await?,
+        apply_one(&ctx.client, &namespace, children.deployment, None, applied).await?,
     ] {
         written += usize::from(applied);
     }

@@ -3,8 +3,9 @@
 //! caches ([`Owned`]), or with a metadata GET without them.
 
 use super::build::Children;
+use crate::context::ObjectKey;
 use crate::context::scoped_api;
-use crate::reconcile::apply::{APPLIED_HASH_ANNOTATION, apply_one, slim};
+use crate::reconcile::apply::{AppliedVersions, Stamp, apply_one, slim};
 use futures::{Stream, StreamExt, future::BoxFuture};
 use k8s_openapi::{
     NamespaceResourceScope,
@@ -136,14 +137,15 @@ impl Owned {
             .map(Arc::unwrap_or_clone)
     }
 
-    fn hash<K: Resource<DynamicType = ()> + Clone>(
+    fn stamp<K: Resource<DynamicType = ()> + Clone>(
         store: &Store<K>,
         namespace: &str,
         name: &str,
-    ) -> Option<String> {
+    ) -> Stamp {
         store
             .get(&ObjectRef::new(name).within(namespace))
-            .and_then(|o| o.annotations().get(APPLIED_HASH_ANNOTATION).cloned())
+            .map(|o| Stamp::of(o.meta()))
+            .unwrap_or_default()
     }
 }
 
@@ -190,6 +192,7 @@ pub async fn apply(
     namespace: &str,
     children: Children,
     owned: Option<&Owned>,
+    applied: (&AppliedVersions, &ObjectKey),
 ) -> Result<usize, kube::Error> {
     let Children {
         service_account,
@@ -199,21 +202,21 @@ pub async fn apply(
         network_policy,
     } = children;
     // What the caches say was applied last (None: no cache, ask the apiserver).
-    let cached = |f: &dyn Fn(&Owned) -> Option<String>| owned.map(f);
+    let cached = |f: &dyn Fn(&Owned) -> Stamp| owned.map(f);
     let (sa, cm, svc, np, dep) = (
-        cached(&|o| Owned::hash(&o.service_accounts, namespace, &service_account.name_any())),
-        cached(&|o| Owned::hash(&o.config_maps, namespace, &config_map.name_any())),
-        cached(&|o| Owned::hash(&o.services, namespace, &service.name_any())),
-        cached(&|o| Owned::hash(&o.network_policies, namespace, &network_policy.name_any())),
-        cached(&|o| Owned::hash(&o.deployments, namespace, &deployment.name_any())),
+        cached(&|o| Owned::stamp(&o.service_accounts, namespace, &service_account.name_any())),
+        cached(&|o| Owned::stamp(&o.config_maps, namespace, &config_map.name_any())),
+        cached(&|o| Owned::stamp(&o.services, namespace, &service.name_any())),
+        cached(&|o| Owned::stamp(&o.network_policies, namespace, &network_policy.name_any())),
+        cached(&|o| Owned::stamp(&o.deployments, namespace, &deployment.name_any())),
     );
     let (a, b, c, d) = futures::try_join!(
-        apply_one(client, namespace, service_account, sa),
-        apply_one(client, namespace, config_map, cm),
-        apply_one(client, namespace, service, svc),
-        apply_one(client, namespace, network_policy, np),
+        apply_one(client, namespace, service_account, sa, applied),
+        apply_one(client, namespace, config_map, cm, applied),
+        apply_one(client, namespace, service, svc, applied),
+        apply_one(client, namespace, network_policy, np, applied),
     )?;
-    let e = apply_one(client, namespace, deployment, dep).await?;
+    let e = apply_one(client, namespace, deployment, dep, applied).await?;
     Ok([a, b, c, d, e]
         .into_iter()
         .filter(|written| *written)

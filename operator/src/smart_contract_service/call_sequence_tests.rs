@@ -4,8 +4,9 @@
 use super::{apply, build, reconcile_service, validate};
 use crate::{
     api::SmartContractService,
-    context::{Context, Settings},
+    context::{Context, ObjectKey, Settings},
     metrics::Metrics,
+    reconcile::apply::{APPLIED_HASH_ANNOTATION, AppliedVersions, applied_hash},
 };
 use http::{Method, Request, Response, StatusCode};
 use kube::{Client, client::Body, runtime::controller::Action};
@@ -202,7 +203,9 @@ async fn owned_objects_already_applied_are_read_not_written() {
         expect(&mut server, Method::GET, path, |_| metadata(hash)).await;
         server
     });
-    let written = apply::apply(&client, "supply", children, None)
+    let applied = AppliedVersions::default();
+    let owner = ObjectKey::of(&scs);
+    let written = apply::apply(&client, "supply", children, None, (&applied, &owner))
         .await
         .unwrap();
     assert_eq!(written, 0);
@@ -212,4 +215,126 @@ async fn owned_objects_already_applied_are_read_not_written() {
         server.next_request().await.is_none(),
         "no PATCH followed the reads"
     );
+}
+
+/// A hand edit of an owned object is reverted at the next pass: the object keeps the
+/// applied hash, but its resourceVersion is no longer the one the last apply returned.
+#[tokio::test]
+async fn a_hand_edited_deployment_is_applied_again_and_then_left_alone() {
+    let scs = sample();
+    let refs = validate::References {
+        signer_key: Some(super::tests::DEV_KEY),
+        artifact_json: None,
+        ..Default::default()
+    };
+    let plan = validate::validate(&scs, &refs).unwrap();
+    let children = || build::build(&scs, &plan, "sidecar:test");
+    let hashes: Vec<(String, String)> = {
+        let c = children();
+        vec![
+            ("serviceaccounts".into(), applied_hash(&c.service_account)),
+            ("configmaps".into(), applied_hash(&c.config_map)),
+            ("services".into(), applied_hash(&c.service)),
+            ("networkpolicies".into(), applied_hash(&c.network_policy)),
+            ("deployments".into(), applied_hash(&c.deployment)),
+        ]
+    };
+    let stamped = |hash: &str, version: &str| {
+        respond(
+            StatusCode::OK,
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": "shipping", "namespace": "supply", "resourceVersion": version,
+                                "annotations": {APPLIED_HASH_ANNOTATION: hash}}}),
+        )
+    };
+    let kind_of = |path: &str| path.split('/').rev().nth(1).unwrap_or_default().to_owned();
+    // One pass: every object's metadata is read (answered with `versions`), and
+    // `patches` objects are applied (answered with resourceVersion 8).
+    async fn pass(
+        server: &mut ApiServer,
+        hashes: &[(String, String)],
+        versions: &dyn Fn(&str) -> String,
+        patches: usize,
+        stamped: &dyn Fn(&str, &str) -> Response<Body>,
+        kind_of: &dyn Fn(&str) -> String,
+    ) -> Vec<String> {
+        let mut patched = Vec::new();
+        let mut reads = 0;
+        while reads < hashes.len() || patched.len() < patches {
+            let (request, send) = server.next_request().await.expect("a request");
+            let kind = kind_of(request.uri().path());
+            let hash = &hashes
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .expect("an owned kind")
+                .1;
+            match *request.method() {
+                Method::GET => {
+                    reads += 1;
+                    send.send_response(stamped(hash, &versions(&kind)));
+                }
+                Method::PATCH => {
+                    patched.push(kind.clone());
+                    let body = request.into_body().collect_bytes().await.unwrap();
+                    let mut obj: Value = serde_json::from_slice(&body).unwrap();
+                    obj["metadata"]["resourceVersion"] = json!("8");
+                    send.send_response(respond(StatusCode::OK, obj));
+                }
+                ref m => panic!("unexpected {m} {}", request.uri().path()),
+            }
+        }
+        patched
+    }
+    let (client, mut server) = mock_client();
+    let applied = AppliedVersions::default();
+    let owner = ObjectKey::of(&scs);
+    let run = |client: Client| {
+        let applied = &applied;
+        let owner = &owner;
+        let children = children();
+        async move { apply::apply(&client, "supply", children, None, (applied, owner)).await }
+    };
+
+    let limit = Duration::from_secs(10);
+    let hung =
+        |what: &str| format!("{what}: the pass did not finish (a PATCH expected, none sent?)");
+    // The first pass after a start trusts the hashes and records the versions.
+    let (written, patched) = tokio::time::timeout(
+        limit,
+        futures::future::join(run(client.clone()), async {
+            pass(&mut server, &hashes, &|_| "1".into(), 0, &stamped, &kind_of).await
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{}", hung("first pass")));
+    assert_eq!((written.unwrap(), patched.len()), (0, 0));
+    // `kubectl scale`: the Deployment's resourceVersion moved on; its hash did not.
+    let edited = |kind: &str| if kind == "deployments" { "7" } else { "1" }.to_owned();
+    let (written, patched) = tokio::time::timeout(
+        limit,
+        futures::future::join(run(client.clone()), async {
+            pass(&mut server, &hashes, &edited, 1, &stamped, &kind_of).await
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{}", hung("the pass after the edit")));
+    assert_eq!(
+        patched,
+        ["deployments"],
+        "only the edited object is applied"
+    );
+    assert_eq!(written.unwrap(), 1);
+    // Restored: the version its apply returned is the one the cluster holds.
+    let restored = |kind: &str| if kind == "deployments" { "8" } else { "1" }.to_owned();
+    let (written, patched) = tokio::time::timeout(
+        limit,
+        futures::future::join(run(client.clone()), async {
+            pass(&mut server, &hashes, &restored, 0, &stamped, &kind_of).await
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{}", hung("the pass after the repair")));
+    assert_eq!((written.unwrap(), patched.len()), (0, 0));
+    drop(client);
+    assert!(server.next_request().await.is_none(), "no further calls");
 }

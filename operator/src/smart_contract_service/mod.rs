@@ -193,12 +193,12 @@ async fn reconcile(
         Api::namespaced(ctx.client.clone(), &scs.namespace().unwrap_or_default());
     if scs.meta().deletion_timestamp.is_some() {
         if !scs.finalizers().iter().any(|f| f == FINALIZER) {
-            ctx.forget(&ObjectKey::of(scs));
+            ctx.forget_object(&ObjectKey::of(scs));
             return Ok(Action::await_change());
         }
         let action = retire::cleanup(scs, ctx).await?;
         finalizers::remove(&api, scs, FINALIZER).await?;
-        ctx.forget(&ObjectKey::of(scs));
+        ctx.forget_object(&ObjectKey::of(scs));
         return Ok(action);
     }
     // The finalizer goes on in the same pass as the first apply, concurrently
@@ -255,7 +255,8 @@ async fn reconcile_service(
     };
 
     let children = build::build(scs, &plan, &ctx.settings.sidecar_image);
-    let written = apply::apply(client, &namespace, children, owned).await?;
+    let owner = ObjectKey::of(scs);
+    let written = apply::apply(client, &namespace, children, owned, (&ctx.applied, &owner)).await?;
     if written > 0 {
         info!(object = %ObjectKey::of(scs), written, "applied owned objects");
         publish(

@@ -29,6 +29,17 @@ fn sample() -> SmartContractService {
     scs
 }
 
+/// The objects a pass applies for `scs` (its signer key found, no artifact).
+fn children_of(scs: &SmartContractService) -> build::Children {
+    let refs = validate::References {
+        signer_key: Some(super::tests::DEV_KEY),
+        artifact_json: None,
+        ..Default::default()
+    };
+    let plan = validate::validate(scs, &refs).unwrap();
+    build::build(scs, &plan, "sidecar:test")
+}
+
 fn respond(status: StatusCode, body: Value) -> Response<Body> {
     Response::builder()
         .status(status)
@@ -145,13 +156,7 @@ async fn a_missing_signer_secret_writes_ready_false_once_and_records_why() {
 #[tokio::test]
 async fn owned_objects_already_applied_are_read_not_written() {
     let scs = sample();
-    let refs = validate::References {
-        signer_key: Some(super::tests::DEV_KEY),
-        artifact_json: None,
-        ..Default::default()
-    };
-    let plan = validate::validate(&scs, &refs).unwrap();
-    let children = build::build(&scs, &plan, "sidecar:test");
+    let children = children_of(&scs);
     // What the cluster holds: each child stamped with the hash of exactly this content.
     let stamped: Vec<(String, String)> = vec![
         (
@@ -222,13 +227,7 @@ async fn owned_objects_already_applied_are_read_not_written() {
 #[tokio::test]
 async fn a_hand_edited_deployment_is_applied_again_and_then_left_alone() {
     let scs = sample();
-    let refs = validate::References {
-        signer_key: Some(super::tests::DEV_KEY),
-        artifact_json: None,
-        ..Default::default()
-    };
-    let plan = validate::validate(&scs, &refs).unwrap();
-    let children = || build::build(&scs, &plan, "sidecar:test");
+    let children = || children_of(&scs);
     let hashes: Vec<(String, String)> = {
         let c = children();
         vec![

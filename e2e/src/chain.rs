@@ -10,7 +10,8 @@ use alloy::{
     signers::local::PrivateKeySigner,
     sol_types::SolCall,
 };
-use kontrakt_sidecar::{bindings::ContractDatabase, devchain, factory::DETERMINISTIC_DEPLOYER};
+use kontrakt_protocol::{addresses::DETERMINISTIC_DEPLOYER, bindings::ContractDatabase};
+use kontrakt_sidecar::devchain;
 use std::{
     collections::BTreeMap,
     os::unix::process::CommandExt,

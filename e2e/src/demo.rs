@@ -24,10 +24,12 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use kontrakt_operator::api::{DataStream, SmartContractService};
-use kontrakt_sidecar::{
+use kontrakt_protocol::{
     addresses::{market_address, registry_address},
-    chain::Chain,
     config::ChainConfig,
+};
+use kontrakt_sidecar::{
+    chain::Chain,
     devchain::{Anvil, DEV_CHAIN_ID, DEV_KEYS},
     stream::buyer::Buyer,
 };

@@ -20,10 +20,8 @@ use kontrakt_e2e::{
     kubeconfig,
     pod_runner::{PodRunner, sidecar_binary},
 };
-use kontrakt_operator::{
-    api::{AccessPolicy, SmartContractService},
-    views::{RegistryView, member_status},
-};
+use kontrakt_operator::api::{AccessPolicy, SmartContractService};
+use kontrakt_protocol::{bindings::EnrollmentRegistry, views::registry::MemberStatus};
 use kontrakt_sidecar::devchain::{Anvil, DEV_KEYS};
 use kube::{
     Api, Client,
@@ -88,14 +86,14 @@ fn names(list: &[kontrakt_operator::api::ParticipantState]) -> Vec<String> {
     v
 }
 
-async fn chain_status(rpc: &str, registry: Address, account: Address) -> u8 {
+async fn chain_status(rpc: &str, registry: Address, account: Address) -> MemberStatus {
     let provider = ProviderBuilder::new().connect_http(rpc.parse().unwrap());
-    RegistryView::new(registry, &provider)
+    EnrollmentRegistry::new(registry, &provider)
         .statusOf(account)
         .call()
         .await
-        .map(|s| s.status)
-        .unwrap_or(member_status::NONE)
+        .map(|s| MemberStatus::from_number(s.status))
+        .unwrap_or(MemberStatus::None)
 }
 
 #[tokio::test]
@@ -143,7 +141,7 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
         .expect("create policy");
 
     let registry =
-        kontrakt_sidecar::addresses::registry_address(&namespace, "shipping", signer(0).address());
+        kontrakt_protocol::addresses::registry_address(&namespace, "shipping", signer(0).address());
     // Both participants enrolled on chain and listed in status.
     wait_for("both participants enrolled", LIMIT, || async {
         let p = policies.get("supply-chain").await.ok()?;
@@ -154,7 +152,7 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
     for i in [1, 2] {
         assert_eq!(
             chain_status(&anvil.url, registry, signer(i).address()).await,
-            member_status::ENROLLED,
+            MemberStatus::Enrolled,
             "account {i} on chain"
         );
     }
@@ -217,7 +215,7 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
     .await;
     assert_eq!(
         chain_status(&anvil.url, registry, signer(2).address()).await,
-        member_status::REVOKED
+        MemberStatus::Revoked
     );
     // Enforced by the contract: the enrolled supplier may create a shipment, the revoked maker may not.
     let create = |who: PrivateKeySigner, id: u8| {
@@ -295,7 +293,7 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
     );
     assert_eq!(
         chain_status(&anvil.url, registry, signer(5).address()).await,
-        member_status::NONE
+        MemberStatus::None
     );
 
     // Deleting the policy revokes what it enrolled before the object goes.
@@ -319,7 +317,7 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
     for i in [1, 3] {
         assert_eq!(
             chain_status(&anvil.url, registry, signer(i).address()).await,
-            member_status::REVOKED,
+            MemberStatus::Revoked,
             "account {i} revoked by the finalizer\n{}",
             diagnostics()
         );
@@ -494,7 +492,7 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
     .await;
 
     let registry =
-        kontrakt_sidecar::addresses::registry_address(&namespace, "registry", signer(0).address());
+        kontrakt_protocol::addresses::registry_address(&namespace, "registry", signer(0).address());
     let wallet = |s: PrivateKeySigner| {
         ProviderBuilder::new()
             .wallet(EthereumWallet::from(s))
@@ -533,7 +531,7 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
     assert_eq!(entry.role, Some(kontrakt_operator::api::Role::Publisher));
     assert_eq!(
         chain_status(&anvil.url, registry, stranger.address()).await,
-        member_status::REJECTED
+        MemberStatus::Rejected
     );
     let asked = queries.lock().unwrap().clone();
     assert!(
@@ -548,7 +546,7 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
         .await;
     assert_eq!(
         chain_status(&anvil.url, registry, trusted.address()).await,
-        member_status::ENROLLED,
+        MemberStatus::Enrolled,
         "{}",
         runner.log_tails(30)
     );
@@ -569,7 +567,7 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
     .await;
     assert_eq!(
         chain_status(&anvil.url, registry, trusted.address()).await,
-        member_status::REVOKED
+        MemberStatus::Revoked
     );
     drop(runner);
 }

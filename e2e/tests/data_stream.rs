@@ -14,9 +14,9 @@ use kontrakt_e2e::{
     pod_runner::{PodRunner, sidecar_binary},
 };
 use kontrakt_operator::api::{DataStream, SmartContractService};
+use kontrakt_protocol::config::ChainConfig;
 use kontrakt_sidecar::{
     chain::Chain,
-    config::ChainConfig,
     devchain::{Anvil, DEV_KEYS},
     stream::{
         buyer::{Buyer, BuyerError},
@@ -136,7 +136,7 @@ async fn a_stream_is_published_anchored_bought_and_verified() {
     )
     .await
     .expect("buyer chain");
-    let market = kontrakt_sidecar::addresses::market_address(Address::ZERO);
+    let market = kontrakt_protocol::addresses::market_address(Address::ZERO);
     let buyer = Buyer::new(chain, key, market);
     buyer
         .subscribe(stream_id, SECONDS)
@@ -378,9 +378,9 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
     // Killed with a batch half full: right after a batch is anchored, about
     // 1.5 readings into the next one (batches of 3, one reading a second).
     let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
-    let market = kontrakt_sidecar::addresses::market_address(Address::ZERO);
+    let market = kontrakt_protocol::addresses::market_address(Address::ZERO);
     let last_batch = || async {
-        kontrakt_sidecar::stream::market::DataMarket::new(market, &provider)
+        kontrakt_protocol::bindings::DataMarket::new(market, &provider)
             .streamOf(stream_id)
             .call()
             .await
@@ -460,7 +460,7 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
             &alloy::rpc::types::Filter::new()
                 .address(market)
                 .event_signature(
-                    <kontrakt_sidecar::stream::market::DataMarket::BatchAnchored as alloy::sol_types::SolEvent>::SIGNATURE_HASH,
+                    <kontrakt_protocol::bindings::DataMarket::BatchAnchored as alloy::sol_types::SolEvent>::SIGNATURE_HASH,
                 )
                 .topic1(alloy::primitives::B256::from(stream_id))
                 .from_block(0),
@@ -470,7 +470,7 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
     let batches: Vec<u64> = logs
         .iter()
         .map(|l| {
-            l.log_decode::<kontrakt_sidecar::stream::market::DataMarket::BatchAnchored>()
+            l.log_decode::<kontrakt_protocol::bindings::DataMarket::BatchAnchored>()
                 .expect("BatchAnchored")
                 .inner
                 .data

@@ -24,10 +24,8 @@ use kontrakt_e2e::{
     stack::{Stack, assert_not_refused, assert_operator_restarts},
 };
 use kontrakt_operator::api::SmartContractService;
-use kontrakt_sidecar::{
-    bindings::{ContractDatabase, KontraktContract},
-    devchain::DEV_KEYS,
-};
+use kontrakt_protocol::bindings::{ContractDatabase, KontraktContract};
+use kontrakt_sidecar::devchain::DEV_KEYS;
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams},

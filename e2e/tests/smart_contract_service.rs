@@ -23,10 +23,8 @@ use kontrakt_operator::{
     api::{Phase, SmartContractService},
     smart_contract_service::build::config_map_name,
 };
-use kontrakt_sidecar::{
-    SidecarConfig,
-    devchain::{Anvil, DEV_KEYS},
-};
+use kontrakt_protocol::SidecarConfig;
+use kontrakt_sidecar::devchain::{Anvil, DEV_KEYS};
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
@@ -275,12 +273,12 @@ async fn reconciles_a_service_into_owned_objects_and_a_deployed_pair() {
     .await;
     let provider =
         alloy::providers::ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
-    let logic = kontrakt_sidecar::bindings::KontraktContract::new(v2.addresses.logic, &provider);
+    let logic = kontrakt_protocol::bindings::KontraktContract::new(v2.addresses.logic, &provider);
     assert!(
         logic.retired().call().await.expect("retired()"),
         "v2 is retired on chain"
     );
-    let db = kontrakt_sidecar::bindings::ContractDatabase::new(v2.addresses.database, &provider);
+    let db = kontrakt_protocol::bindings::ContractDatabase::new(v2.addresses.database, &provider);
     assert_eq!(
         db.writer().call().await.expect("database stays readable"),
         v2.addresses.logic

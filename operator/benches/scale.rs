@@ -35,10 +35,9 @@ use k8s_openapi::api::{
 };
 use kontrakt_operator::{
     api::SmartContractService,
+    reconcile::apply::{APPLIED_HASH_ANNOTATION, applied_hash},
     smart_contract_service::{
-        FINALIZER,
-        apply::{APPLIED_HASH_ANNOTATION, applied_hash},
-        build,
+        FINALIZER, build,
         validate::{self, References},
     },
 };

@@ -1,6 +1,7 @@
 //! What every reconcile shares: the client, the event recorder, metrics and settings.
 
 use crate::metrics::Metrics;
+use crate::reconcile::{apply::AppliedVersions, status::ReconciledKind};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use kube::{
     Api, Client, Resource,
@@ -50,6 +51,8 @@ pub struct Context {
     pub progress: Arc<Backoff>,
     /// Read-only chain clients, one per RPC URL.
     pub chains: Arc<ChainReaders>,
+    /// What the last apply of each owned object returned (drift detection).
+    pub applied: Arc<AppliedVersions>,
     /// Event writes in flight at once (see `publish`).
     pub event_writes: Arc<tokio::sync::Semaphore>,
 }
@@ -85,14 +88,50 @@ impl ChainReaders {
     }
 }
 
+/// The one key of a reconciled object in the per-object maps: its kind, namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectKey {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+}
+
+impl ObjectKey {
+    pub fn of<K: ReconciledKind>(obj: &K) -> Self {
+        use kube::ResourceExt;
+        Self {
+            kind: K::KIND,
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
 /// Exponential backoff per object, reset by [`Backoff::reset`]: transient
 /// failures are retried (5 s … 5 min) and objects still on their way are
 /// polled (10 s … 1 min) without hot-looping.
+///
+/// An object asks again within `max` while it keeps failing, so an entry not asked
+/// about for [`Backoff::FORGET_AFTER`] maxima belongs to an object that succeeded
+/// without a reset, or is gone (deleted while failing): it is dropped, and the map
+/// holds only the objects failing now.
 pub struct Backoff {
     first: Duration,
     max: Duration,
-    /// Per key: the epoch the attempts count for, and how many there were.
-    attempts: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+    attempts: std::sync::Mutex<std::collections::HashMap<ObjectKey, Attempts>>,
+}
+
+/// One object's attempts: the epoch they count for, how many, and when the last was.
+struct Attempts {
+    epoch: i64,
+    count: u32,
+    last: std::time::Instant,
 }
 
 impl Default for Backoff {
@@ -102,6 +141,9 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Entries idle for this many times `max` are dropped.
+    pub const FORGET_AFTER: u32 = 3;
+
     pub fn new(first: Duration, max: Duration) -> Self {
         Self {
             first,
@@ -111,32 +153,52 @@ impl Backoff {
     }
 
     /// The delay before the next attempt for `key`, counting this one.
-    pub fn next(&self, key: &str) -> Duration {
+    pub fn next(&self, key: &ObjectKey) -> Duration {
         self.next_in(key, 0)
     }
 
     /// Like [`Backoff::next`], starting over whenever `epoch` changes (e.g. a new
     /// spec generation: a new desired state is looked at quickly again).
-    pub fn next_in(&self, key: &str, epoch: i64) -> Duration {
+    pub fn next_in(&self, key: &ObjectKey, epoch: i64) -> Duration {
+        let now = std::time::Instant::now();
+        let idle = self.max * Self::FORGET_AFTER;
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = attempts.entry(key.to_owned()).or_insert((epoch, 0));
-        if entry.0 != epoch {
-            *entry = (epoch, 0);
+        attempts.retain(|_, a| now.duration_since(a.last) < idle);
+        let entry = attempts.entry(key.clone()).or_insert(Attempts {
+            epoch,
+            count: 0,
+            last: now,
+        });
+        if entry.epoch != epoch {
+            (entry.epoch, entry.count) = (epoch, 0);
         }
+        entry.last = now;
         let delay = self
             .first
-            .saturating_mul(1 << entry.1.min(16))
+            .saturating_mul(1 << entry.count.min(16))
             .min(self.max);
-        entry.1 = entry.1.saturating_add(1);
+        entry.count = entry.count.saturating_add(1);
         delay
     }
 
-    /// Forgets the attempts of `key` (after a success, or once it is ready).
-    pub fn reset(&self, key: &str) {
+    /// Forgets the attempts of `key` (after a success, once it is ready, or deleted).
+    pub fn reset(&self, key: &ObjectKey) {
         self.attempts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+    }
+
+    /// How many objects have attempts counted.
+    pub fn len(&self) -> usize {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -160,6 +222,18 @@ impl Context {
         scoped_api(&self.client, self.settings.watch_namespace.as_deref())
     }
 
+    /// Forgets `key` in the per-object delays (it is ready, or gone).
+    pub fn forget(&self, key: &ObjectKey) {
+        self.backoff.reset(key);
+        self.progress.reset(key);
+    }
+
+    /// Forgets everything kept about `key` (it is gone).
+    pub fn forget_object(&self, key: &ObjectKey) {
+        self.forget(key);
+        self.applied.forget(key);
+    }
+
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Arc<Self> {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -177,6 +251,7 @@ impl Context {
                 Duration::from_secs(60),
             )),
             chains: Arc::default(),
+            applied: Arc::default(),
             event_writes: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_WRITES)),
         })
     }
@@ -184,11 +259,12 @@ impl Context {
 
 /// A watch mapper for the controllers of objects that name a SmartContractService
 /// (a policy's registry, a stream's seller): on a change of a service, the
-/// objects of `store` in its namespace whose `service_of` is its name. Only the
-/// service's name is needed, so the watch can be metadata-only.
+/// objects of `store` in its namespace whose `service_of` is its name (a malformed
+/// object names none). Only the service's name is needed, so the watch can be
+/// metadata-only.
 pub fn naming_service<K>(
     store: kube::runtime::reflector::Store<K>,
-    service_of: fn(&K) -> &str,
+    service_of: fn(&K) -> Option<&str>,
 ) -> impl Fn(
     kube::api::PartialObjectMeta<crate::api::SmartContractService>,
 ) -> Vec<kube::runtime::reflector::ObjectRef<K>>
@@ -202,7 +278,7 @@ where
         store
             .state()
             .into_iter()
-            .filter(|o| o.namespace() == namespace && service_of(o) == name)
+            .filter(|o| o.namespace() == namespace && service_of(o) == Some(name.as_str()))
             .map(|o| kube::runtime::reflector::ObjectRef::from_obj(&*o))
             .collect()
     }
@@ -212,25 +288,52 @@ where
 mod tests {
     use super::*;
 
+    fn key(name: &str) -> ObjectKey {
+        let mut scs: crate::api::SmartContractService =
+            serde_yaml::from_str(include_str!("../../e2e/samples/shipping.yaml"))
+                .expect("sample parses");
+        scs.metadata.namespace = Some("ns".into());
+        scs.metadata.name = Some(name.into());
+        ObjectKey::of(&scs)
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {
         let b = Backoff::default();
-        let delays: Vec<_> = (0..8).map(|_| b.next("ns/a").as_secs()).collect();
+        let delays: Vec<_> = (0..8).map(|_| b.next(&key("a")).as_secs()).collect();
         assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
-        assert_eq!(b.next("ns/b").as_secs(), 5, "per object");
-        b.reset("ns/a");
-        assert_eq!(b.next("ns/a").as_secs(), 5);
+        assert_eq!(b.next(&key("b")).as_secs(), 5, "per object");
+        b.reset(&key("a"));
+        assert_eq!(b.next(&key("a")).as_secs(), 5);
     }
 
     #[test]
     fn a_new_epoch_starts_over() {
         let b = Backoff::new(Duration::from_secs(10), Duration::from_secs(60));
-        let delays: Vec<_> = (0..4).map(|_| b.next_in("ns/a", 1).as_secs()).collect();
+        let delays: Vec<_> = (0..4).map(|_| b.next_in(&key("a"), 1).as_secs()).collect();
         assert_eq!(delays, [10, 20, 40, 60]);
         assert_eq!(
-            b.next_in("ns/a", 2).as_secs(),
+            b.next_in(&key("a"), 2).as_secs(),
             10,
             "generation 2 is polled quickly"
         );
+    }
+
+    #[test]
+    fn objects_no_longer_failing_are_forgotten() {
+        let max = Duration::from_millis(20);
+        let b = Backoff::new(Duration::from_millis(5), max);
+        for i in 0..100 {
+            b.next(&key(&format!("gone-{i}")));
+        }
+        assert_eq!(b.len(), 100);
+        std::thread::sleep(max * Backoff::FORGET_AFTER + Duration::from_millis(10));
+        b.next(&key("failing"));
+        assert_eq!(b.len(), 1, "only the object failing now is kept");
+    }
+
+    #[test]
+    fn keys_name_the_kind() {
+        assert_eq!(key("a").to_string(), "SmartContractService/ns/a");
     }
 }

@@ -26,12 +26,13 @@ use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::providers::Provider;
 use common::{Anvil, DEV_KEYS, config, key_file};
 use futures::StreamExt;
-use kontrakt_sidecar::artifact::Artifact;
+use kontrakt_protocol::artifact::Artifact;
+use kontrakt_protocol::bindings::EnrollmentRegistry;
+use kontrakt_protocol::config::{Participant, ParticipantState, Role};
+use kontrakt_protocol::key::load_signer;
 use kontrakt_sidecar::chain::Chain;
-use kontrakt_sidecar::config::{Participant, ParticipantState, Role};
 use kontrakt_sidecar::deploy::Pair;
-use kontrakt_sidecar::enrollment::{EnrollmentReconciler, EnrollmentRegistry};
-use kontrakt_sidecar::key::load_signer;
+use kontrakt_sidecar::enrollment::EnrollmentReconciler;
 
 const PARTICIPANTS: u64 = 1_000;
 const SINGLE_CONCURRENCY: usize = 32;

@@ -29,14 +29,14 @@ use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
 use common::{Anvil, DEV_KEYS, config, free_port, key_file};
-use kontrakt_sidecar::addresses::Create2;
-use kontrakt_sidecar::artifact::Artifact;
+use kontrakt_protocol::addresses::Create2;
+use kontrakt_protocol::addresses::DETERMINISTIC_DEPLOYER;
+use kontrakt_protocol::artifact::Artifact;
+use kontrakt_protocol::bindings::KontraktOracle;
+use kontrakt_protocol::config::OracleEndpoint;
+use kontrakt_protocol::key::load_signer;
 use kontrakt_sidecar::chain::Chain;
-use kontrakt_sidecar::config::OracleEndpoint;
 use kontrakt_sidecar::deploy::Pair;
-use kontrakt_sidecar::factory::DETERMINISTIC_DEPLOYER;
-use kontrakt_sidecar::key::load_signer;
-use kontrakt_sidecar::oracle::contract::KontraktOracle;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -107,7 +107,7 @@ type Serving = tokio::task::JoinHandle<Result<(), kontrakt_sidecar::service::Ser
 
 /// `serve` in this process, as a pod runs it; stops when the sender is used or dropped.
 fn start_sidecar(
-    cfg: kontrakt_sidecar::SidecarConfig,
+    cfg: kontrakt_protocol::SidecarConfig,
 ) -> (tokio::sync::oneshot::Sender<()>, Serving) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(kontrakt_sidecar::service::serve(cfg, async {

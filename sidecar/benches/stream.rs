@@ -22,12 +22,13 @@ use alloy::rpc::types::Filter;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
 use common::{Anvil, CHAIN_ID, DEV_KEYS, fast_retry};
+use kontrakt_protocol::bindings::DataMarket;
+use kontrakt_protocol::config::ChainConfig;
+use kontrakt_protocol::stream_key;
 use kontrakt_sidecar::chain::Chain;
-use kontrakt_sidecar::config::ChainConfig;
 use kontrakt_sidecar::stream::log::MessageLog;
-use kontrakt_sidecar::stream::market::{DataMarket, ensure_market, ensure_stream};
+use kontrakt_sidecar::stream::market::{ensure_market, ensure_stream};
 use kontrakt_sidecar::stream::publisher::{Stream, run_batcher};
-use kontrakt_sidecar::stream_key;
 
 const MESSAGE_BYTES: usize = 200;
 const BATCH_SIZE: u32 = 1_000;

@@ -27,8 +27,9 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::chain::Chain;
-use crate::config::{AccessConfig, ApiOperation, Role};
-use crate::enrollment::{EnrollmentRegistry, MemberStatus};
+use kontrakt_protocol::bindings::EnrollmentRegistry;
+use kontrakt_protocol::config::{AccessConfig, ApiOperation, Role};
+use kontrakt_protocol::views::registry::MemberStatus;
 
 pub const HEADER_ACCOUNT: &str = "x-kontrakt-account";
 pub const HEADER_TIMESTAMP: &str = "x-kontrakt-timestamp";
@@ -279,7 +280,7 @@ impl AccessGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AccessRule;
+    use kontrakt_protocol::config::AccessRule;
 
     fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
         let mut h = HeaderMap::new();

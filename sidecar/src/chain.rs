@@ -18,7 +18,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::{RpcError, TransportError, TransportResult};
 use tokio::sync::Mutex;
 
-use crate::config::{ChainConfig, RetryConfig};
+use kontrakt_protocol::config::{ChainConfig, RetryConfig};
 
 /// How long a sent transaction may take to be mined before it counts as stuck.
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,6 +57,8 @@ pub enum ChainError {
         what: String,
         source: TransportError,
     },
+    #[error(transparent)]
+    View(#[from] kontrakt_protocol::views::ViewError),
 }
 
 /// The single nonce manager of one key: hands out consecutive nonces to concurrent senders,

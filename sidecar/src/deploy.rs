@@ -10,12 +10,13 @@ use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use serde::Serialize;
 
-use crate::addresses::{Create2, PairPlan, PairSpec, plan_pair};
-use crate::artifact::{Artifact, ArtifactError};
-use crate::bindings::{ContractDatabase, KontraktContract};
 use crate::chain::{Chain, ChainError};
-use crate::config::SidecarConfig;
-use crate::factory::{DETERMINISTIC_DEPLOYER, FactoryError, ensure_factory};
+use crate::factory::{FactoryError, ensure_factory};
+use kontrakt_protocol::addresses::DETERMINISTIC_DEPLOYER;
+use kontrakt_protocol::addresses::{Create2, PairPlan, PairSpec, plan_pair};
+use kontrakt_protocol::artifact::{Artifact, ArtifactError};
+use kontrakt_protocol::bindings::{ContractDatabase, KontraktContract};
+use kontrakt_protocol::config::SidecarConfig;
 
 /// Why the pair could not be deployed or switched.
 #[derive(Debug, thiserror::Error)]

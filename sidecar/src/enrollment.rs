@@ -2,14 +2,16 @@
 //! `enrollment.participants` of its config.
 //!
 //! Why the sidecar and not the operator sends these transactions: the registry's admin is the
-//! hosting SmartContractService's signer. Its key stays in that pod (a mounted file, never read
-//! by the operator), and every transaction of a key must go through the one nonce manager of
-//! that key ([`Chain`]): an operator sending with the same key would race this sidecar's
-//! deploys and oracle fulfilments for nonces. So the operator renders the desired membership
-//! (the union of the AccessPolicies naming this service) into the config, this sidecar writes
-//! the chain, and the operator reads the chain back (read-only) for AccessPolicy status.
+//! hosting SmartContractService's signer. Its key is mounted into that pod; the operator reads
+//! the Secret to learn the admin's address (and, on delete, to retire the logic contract: the
+//! one transaction it still sends). Every transaction of a key must go through the one nonce
+//! manager of that key ([`Chain`]): an operator sending with the same key would race this
+//! sidecar's deploys and oracle fulfilments for nonces. So the operator renders the desired
+//! membership (the union of the AccessPolicies naming this service) into the config, this
+//! sidecar writes the chain, and the operator reads the chain back (read-only) for
+//! AccessPolicy status.
 //!
-//! A pass: deploy-if-absent the registry at [`registry_address`](crate::addresses::registry_address),
+//! A pass: deploy-if-absent the registry at [`registry_address`](kontrakt_protocol::addresses::registry_address),
 //! set its oracle approval to the config's `enrollment.approval` (`setOracleApproval`), read
 //! every member record with the paged `members` view (and `enrolledByOracle`), [`plan`] the
 //! difference (pure), send it in batches (`enrollMany`, `suspendMany`, `revokeMany`), read
@@ -26,34 +28,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::eips::BlockNumberOrTag;
+use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{Address, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use serde::Serialize;
 use tokio::sync::{RwLock, watch};
 
-use crate::addresses::{Create2, registry_deployment};
-use crate::artifact::Artifact;
-use crate::chain::{Chain, ChainError};
-use crate::config::{OracleApproval, Participant, ParticipantState, Role};
-use crate::factory::{DETERMINISTIC_DEPLOYER, FactoryError, ensure_factory};
+use kontrakt_protocol::addresses::{Create2, DETERMINISTIC_DEPLOYER, registry_deployment};
+use kontrakt_protocol::artifact::Artifact;
+use kontrakt_protocol::bindings::EnrollmentRegistry;
+use kontrakt_protocol::config::{OracleApproval, Participant, ParticipantState, Role};
+use kontrakt_protocol::views::ViewError;
+use kontrakt_protocol::views::oracle::OracleStats;
+use kontrakt_protocol::views::registry::{MemberRecord, MemberStatus, read_approval, read_members};
 
-/// Typed binding of the registry (its own module: the ABI's `Status` and `MemberRecord`).
-pub mod registry {
-    alloy::sol!(
-        #[sol(rpc)]
-        #[derive(Debug)]
-        EnrollmentRegistry,
-        "contracts/out/EnrollmentRegistry.json"
-    );
-}
-pub use registry::EnrollmentRegistry;
+use crate::chain::{Chain, ChainError};
+use crate::factory::{FactoryError, ensure_factory};
 
 /// How often a pass runs when the previous one succeeded.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(15);
-/// Member records read per `members` call (an `eth_call`: ~2,500 gas per record).
-pub const PAGE_SIZE: u64 = 500;
 /// Accounts per batch transaction (a new member costs ~27,000 gas in a batch, so 200 stay
 /// far below a 30M block gas limit).
 pub const MAX_BATCH: usize = 200;
@@ -68,6 +62,8 @@ pub enum EnrollmentError {
     Chain(#[from] ChainError),
     #[error(transparent)]
     Factory(#[from] FactoryError),
+    #[error(transparent)]
+    View(#[from] ViewError),
     #[error("registry at {address}: CREATE2 through the proxy did not leave code there")]
     NotCreated { address: Address },
     #[error(
@@ -89,57 +85,6 @@ pub enum EnrollmentError {
         admin: Address,
         signer: Address,
     },
-}
-
-/// The status of an account in the registry (`EnrollmentRegistry.Status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MemberStatus {
-    None,
-    Pending,
-    Enrolled,
-    Suspended,
-    Revoked,
-    /// The oracle did not verify its join request; it may request again.
-    Rejected,
-}
-
-impl MemberStatus {
-    pub fn from_number(n: u8) -> Self {
-        match n {
-            1 => Self::Pending,
-            2 => Self::Enrolled,
-            3 => Self::Suspended,
-            4 => Self::Revoked,
-            5 => Self::Rejected,
-            _ => Self::None,
-        }
-    }
-}
-
-/// One account's record as read from the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MemberRecord {
-    pub address: Address,
-    pub status: MemberStatus,
-    /// The (requested) role; meaningless with status `None`.
-    pub role: Role,
-    /// 0: never.
-    pub expires_at: u64,
-    /// Enrolled (or suspended) through the oracle's approval, not by the admin.
-    pub via_oracle: bool,
-}
-
-impl MemberRecord {
-    fn none(address: Address) -> Self {
-        Self {
-            address,
-            status: MemberStatus::None,
-            role: Role::Validator,
-            expires_at: 0,
-            via_oracle: false,
-        }
-    }
 }
 
 /// What the reconciler does about one account.
@@ -349,7 +294,7 @@ pub struct EnrollmentStatus {
     pub oracle_approval: Option<OracleApproval>,
     /// The registry's oracle counters (`oracleStats()`: join verification requests).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub oracle_requests: Option<crate::oracle::OracleStats>,
+    pub oracle_requests: Option<OracleStats>,
     /// Passes run, and transactions sent by them, since the sidecar started.
     pub passes: u64,
     pub transactions: u64,
@@ -505,16 +450,17 @@ impl EnrollmentReconciler {
                 signer: self.chain.signer(),
             });
         }
-        let records = read_members(self.chain.provider(), registry).await?;
+        // Members, approval and counters at one block, so they describe one state.
+        let p = self.chain.provider();
+        let head = self
+            .chain
+            .with_retry("eth_blockNumber", || p.get_block_number().into_future())
+            .await?;
+        let at = BlockId::number(head);
+        let records = read_members(p, registry, at).await?;
         let now = chain_time(&self.chain).await?;
-        let approval = read_approval(self.chain.provider(), registry).await?;
-        let oracle_requests = crate::oracle::OracleStats::read(&self.chain, registry, None)
-            .await
-            .map_err(|e| EnrollmentError::Read {
-                registry,
-                what: "oracleStats()",
-                reason: e.to_string(),
-            })?;
+        let approval = read_approval(p, registry, at).await?;
+        let oracle_requests = OracleStats::read(p, registry, at).await?;
         let plan = plan(
             &self.participants,
             &records,
@@ -543,7 +489,7 @@ impl EnrollmentReconciler {
     /// it differs.
     async fn ensure_approval(&self, report: &mut PassReport) -> Result<(), EnrollmentError> {
         let registry = self.registry();
-        let on_chain = read_approval(self.chain.provider(), registry).await?;
+        let on_chain = read_approval(self.chain.provider(), registry, BlockId::latest()).await?;
         if on_chain == self.approval {
             return Ok(());
         }
@@ -645,67 +591,6 @@ fn read_error(
         what,
         reason: e.to_string(),
     }
-}
-
-/// Every record of the registry at `registry`, newest first, through the paged view (and,
-/// for enrolled and suspended accounts, `enrolledByOracle`: one more call per page).
-/// Needs only a read-only provider (the operator reads AccessPolicy status with it).
-pub async fn read_members<P: Provider>(
-    provider: P,
-    registry: Address,
-) -> Result<Vec<MemberRecord>, EnrollmentError> {
-    let contract = EnrollmentRegistry::new(registry, provider);
-    let mut records = Vec::new();
-    let mut cursor = Address::ZERO;
-    loop {
-        let page = contract
-            .members(cursor, alloy::primitives::U256::from(PAGE_SIZE))
-            .call()
-            .await
-            .map_err(read_error(registry, "members()"))?;
-        let first = records.len();
-        records.extend(page.page.iter().map(|r| MemberRecord {
-            address: r.account,
-            status: MemberStatus::from_number(r.status),
-            role: Role::from_number(r.role).unwrap_or(Role::Validator),
-            expires_at: r.expiresAt,
-            via_oracle: false,
-        }));
-        let members: Vec<&mut MemberRecord> = records[first..]
-            .iter_mut()
-            .filter(|r| matches!(r.status, MemberStatus::Enrolled | MemberStatus::Suspended))
-            .collect();
-        if !members.is_empty() {
-            let flags = contract
-                .enrolledByOracle(members.iter().map(|r| r.address).collect())
-                .call()
-                .await
-                .map_err(read_error(registry, "enrolledByOracle()"))?;
-            for (r, flag) in members.into_iter().zip(flags) {
-                r.via_oracle = flag;
-            }
-        }
-        if page.next == Address::ZERO || page.page.is_empty() {
-            return Ok(records);
-        }
-        cursor = page.next;
-    }
-}
-
-/// The registry's oracle approval (`None`: off).
-pub async fn read_approval<P: Provider>(
-    provider: P,
-    registry: Address,
-) -> Result<Option<OracleApproval>, EnrollmentError> {
-    let a = EnrollmentRegistry::new(registry, provider)
-        .oracleApproval()
-        .call()
-        .await
-        .map_err(read_error(registry, "oracleApproval()"))?;
-    Ok((!a.endpoint.is_empty()).then_some(OracleApproval {
-        endpoint: a.endpoint,
-        window_seconds: a.windowSeconds,
-    }))
 }
 
 /// The latest block's timestamp.

@@ -157,8 +157,8 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::Artifact;
     use alloy::primitives::{LogData, U256, address};
+    use kontrakt_protocol::artifact::Artifact;
 
     #[test]
     fn rfc3339_known_instants() {

@@ -12,10 +12,9 @@ use alloy::primitives::{Address, Bytes, U256, address, bytes};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 
-use crate::chain::{Chain, ChainError};
+use kontrakt_protocol::addresses::DETERMINISTIC_DEPLOYER;
 
-/// Address of the deterministic-deployment proxy; called with `salt ++ initcode`.
-pub const DETERMINISTIC_DEPLOYER: Address = address!("4e59b44847b379578588920ca78fbf26c0b4956c");
+use crate::chain::{Chain, ChainError};
 
 /// The one-time signer of [`DEPLOYER_TRANSACTION`] (its nonce must still be 0).
 pub const DEPLOYER_SIGNER: Address = address!("3fab184622dc19b6109349b94811493bf2a45362");

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use kontrakt_sidecar::SidecarConfig;
+use kontrakt_protocol::SidecarConfig;
+use kontrakt_protocol::StreamConfig;
 use kontrakt_sidecar::service::{deploy_once, serve};
-use kontrakt_sidecar::stream::StreamConfig;
 use kontrakt_sidecar::stream::buyer::Buyer;
 
 #[derive(Debug, Parser)]
@@ -30,7 +30,7 @@ enum LogFormat {
 enum Command {
     /// Deploy the pair if absent, print its addresses as JSON, exit.
     Deploy {
-        /// The sidecar config file (see the `kontrakt_sidecar::config` docs).
+        /// The sidecar config file (see the `kontrakt_protocol::config` docs).
         #[arg(long, env = "KONTRAKT_CONFIG")]
         config: PathBuf,
     },
@@ -40,7 +40,7 @@ enum Command {
         config: PathBuf,
     },
     /// Publish a DataStream: deploy the market if absent, register the stream, ingest, anchor
-    /// batch roots and serve subscribers (see the `kontrakt_sidecar::stream::config` docs).
+    /// batch roots and serve subscribers (see the `kontrakt_protocol::stream_config` docs).
     Stream {
         #[arg(long, env = "KONTRAKT_STREAM_CONFIG")]
         config: PathBuf,
@@ -144,8 +144,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn buy(account: BuyerAccount, action: BuyAction) -> anyhow::Result<()> {
-    use kontrakt_sidecar::config::{ChainConfig, RetryConfig};
-    let key = kontrakt_sidecar::key::load_signer(&account.key_file)?;
+    use kontrakt_protocol::config::{ChainConfig, RetryConfig};
+    let key = kontrakt_protocol::key::load_signer(&account.key_file)?;
     let chain = kontrakt_sidecar::chain::Chain::connect(
         &ChainConfig {
             rpc_url: account.rpc_url,
@@ -155,7 +155,7 @@ async fn buy(account: BuyerAccount, action: BuyAction) -> anyhow::Result<()> {
         key.clone(),
     )
     .await?;
-    let market = kontrakt_sidecar::market_address(account.registry.unwrap_or_default());
+    let market = kontrakt_protocol::market_address(account.registry.unwrap_or_default());
     let buyer = Buyer::new(chain, key, market);
     match action {
         BuyAction::Subscribe { stream_id, seconds } => {

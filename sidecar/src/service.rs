@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use alloy::eips::BlockId;
 use alloy::primitives::Address;
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
@@ -28,13 +29,14 @@ use tokio::sync::{mpsc, watch};
 
 use crate::access::AccessGuard;
 use crate::chain::{Chain, ChainError};
-use crate::config::SidecarConfig;
 use crate::deploy::{DeployError, DeployOutcome, Pair};
 use crate::enrollment::{EnrollmentReconciler, EnrollmentStatus};
 use crate::events::EventDecoder;
 use crate::factory::FactoryError;
-use crate::key::{KeyError, load_signer};
-use crate::oracle::{self, Oracle, OracleCounters, OracleError, OracleStats};
+use crate::oracle::{self, Oracle, OracleCounters, OracleError};
+use kontrakt_protocol::config::SidecarConfig;
+use kontrakt_protocol::key::{KeyError, load_signer};
+use kontrakt_protocol::views::oracle::OracleStats;
 
 /// How often `/events` asks the node for new blocks.
 const EVENT_POLL: Duration = Duration::from_millis(500);
@@ -69,7 +71,7 @@ pub struct DeployReport {
     pub admin: Address,
     pub version: u64,
     #[serde(flatten)]
-    pub addresses: crate::PairAddresses,
+    pub addresses: kontrakt_protocol::PairAddresses,
     pub outcome: DeployOutcome,
 }
 
@@ -102,6 +104,7 @@ fn is_transient(e: &ServeError) -> bool {
         chain,
         ChainError::Unreachable { .. }
             | ChainError::Rpc { .. }
+            | ChainError::View(_)
             | ChainError::NotMined { .. }
             | ChainError::Reverted { .. }
     )
@@ -403,7 +406,13 @@ async fn oracle_status(State(s): State<Arc<Service>>) -> Response {
         )
             .into_response();
     }
-    match OracleStats::read(chain, s.pair.plan.addresses.logic, None).await {
+    match OracleStats::read(
+        chain.provider(),
+        s.pair.plan.addresses.logic,
+        BlockId::latest(),
+    )
+    .await
+    {
         Ok(stats) => Json(json!({
             "contract": {
                 "requested": stats.requested,

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, U256};
 use alloy::transports::http::reqwest;
 use common::{Anvil, DEV_KEYS, config, free_port, key_file};
-use kontrakt_sidecar::SidecarConfig;
-use kontrakt_sidecar::bindings::RecordStore;
+use kontrakt_protocol::SidecarConfig;
+use kontrakt_protocol::bindings::RecordStore;
+use kontrakt_protocol::key::load_signer;
 use kontrakt_sidecar::chain::Chain;
 use kontrakt_sidecar::events::CloudEvent;
-use kontrakt_sidecar::key::load_signer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kontrakt-sidecar");
 

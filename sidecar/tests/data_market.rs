@@ -8,11 +8,11 @@ mod market;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use common::Anvil;
-use kontrakt_sidecar::addresses::{market_address, stream_key};
-use kontrakt_sidecar::config::Role;
-use kontrakt_sidecar::stream::market::{
-    DataMarket, ensure_market, ensure_stream, read_stream_stats,
-};
+use kontrakt_protocol::addresses::{market_address, stream_key};
+use kontrakt_protocol::bindings::DataMarket;
+use kontrakt_protocol::config::Role;
+use kontrakt_protocol::views::market::read_stream_stats;
+use kontrakt_sidecar::stream::market::{ensure_market, ensure_stream};
 use market::{
     advance_time, chain_for, chain_time, deploy_registry, dev_key, enroll, funded, market_tx,
     reverted,

@@ -6,23 +6,24 @@ mod common;
 
 use std::time::Duration;
 
+use alloy::eips::BlockId;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::http::reqwest;
 use common::{Anvil, DEV_KEYS, config, free_port, key_file};
-use kontrakt_sidecar::access::sign_request;
-use kontrakt_sidecar::addresses::registry_address;
-use kontrakt_sidecar::artifact::Artifact;
-use kontrakt_sidecar::chain::{Chain, ChainError};
-use kontrakt_sidecar::config::{
+use kontrakt_protocol::addresses::registry_address;
+use kontrakt_protocol::artifact::Artifact;
+use kontrakt_protocol::bindings::EnrollmentRegistry;
+use kontrakt_protocol::config::{
     AccessConfig, AccessRule, ApiOperation, EnrollmentConfig, Participant, ParticipantState, Role,
 };
+use kontrakt_protocol::key::load_signer;
+use kontrakt_protocol::views::registry::{MemberStatus, read_members};
+use kontrakt_sidecar::access::sign_request;
+use kontrakt_sidecar::chain::{Chain, ChainError};
 use kontrakt_sidecar::deploy::Pair;
-use kontrakt_sidecar::enrollment::{
-    EnrollmentReconciler, EnrollmentRegistry, MemberStatus, read_members, registry_artifact,
-};
-use kontrakt_sidecar::key::load_signer;
+use kontrakt_sidecar::enrollment::{EnrollmentReconciler, registry_artifact};
 
 alloy::sol! {
     #[sol(rpc)]
@@ -369,7 +370,9 @@ async fn members_are_listed_page_by_page_newest_first() {
     let mut expected = accounts.clone();
     expected.reverse();
     assert_eq!(listed, expected);
-    let all = read_members(admin.provider(), registry).await.unwrap();
+    let all = read_members(admin.provider(), registry, BlockId::latest())
+        .await
+        .unwrap();
     assert_eq!(all.len(), 7);
     assert_eq!(all[6].role, Role::Publisher, "re-enrolled with role 2");
     let err = contract

@@ -20,16 +20,16 @@ use alloy::sol_types::{SolError, SolEvent};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use common::{Anvil, DEV_KEYS, Sidecar, config, free_port, key_file};
-use kontrakt_sidecar::SidecarConfig;
-use kontrakt_sidecar::addresses::Create2;
-use kontrakt_sidecar::artifact::Artifact;
+use kontrakt_protocol::SidecarConfig;
+use kontrakt_protocol::addresses::Create2;
+use kontrakt_protocol::addresses::DETERMINISTIC_DEPLOYER;
+use kontrakt_protocol::artifact::Artifact;
+use kontrakt_protocol::bindings::KontraktOracle;
+use kontrakt_protocol::config::{OracleEndpoint, OracleHeader};
+use kontrakt_protocol::key::load_signer;
 use kontrakt_sidecar::chain::{Chain, ChainError};
-use kontrakt_sidecar::config::{OracleEndpoint, OracleHeader};
 use kontrakt_sidecar::deploy::Pair;
-use kontrakt_sidecar::factory::DETERMINISTIC_DEPLOYER;
-use kontrakt_sidecar::key::load_signer;
 use kontrakt_sidecar::oracle::attest;
-use kontrakt_sidecar::oracle::contract::KontraktOracle;
 use serde_json::{Value, json};
 
 mod shipping {
@@ -713,7 +713,7 @@ async fn asset_tracking_pays_when_container_and_retailer_meet_and_a_reverting_ca
     // The payment comes out of the database's custody, whose refusal the callback bubbles up.
     assert_eq!(
         &reason[..4],
-        kontrakt_sidecar::bindings::ContractDatabase::ValueTransferFailed::SELECTOR.as_slice()
+        kontrakt_protocol::bindings::ContractDatabase::ValueTransferFailed::SELECTOR.as_slice()
     );
     assert!(!c.released(stuck).call().await.unwrap());
     assert_eq!(stats(&s.user, s.logic).await, (2, 1, 1, 0));

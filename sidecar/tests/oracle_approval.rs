@@ -21,16 +21,16 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::{Anvil, CHAIN_ID, DEV_KEYS, Sidecar, config, free_port, key_file};
-use kontrakt_sidecar::SidecarConfig;
-use kontrakt_sidecar::addresses::registry_address;
-use kontrakt_sidecar::chain::{Chain, ChainError};
-use kontrakt_sidecar::config::{
+use kontrakt_protocol::SidecarConfig;
+use kontrakt_protocol::addresses::registry_address;
+use kontrakt_protocol::bindings::EnrollmentRegistry;
+use kontrakt_protocol::config::{
     EnrollmentConfig, OracleApproval, OracleEndpoint, Participant, ParticipantState, Role,
 };
-use kontrakt_sidecar::enrollment::{
-    EnrollmentReconciler, EnrollmentRegistry, MemberStatus, registry_artifact,
-};
-use kontrakt_sidecar::key::load_signer;
+use kontrakt_protocol::key::load_signer;
+use kontrakt_protocol::views::registry::MemberStatus;
+use kontrakt_sidecar::chain::{Chain, ChainError};
+use kontrakt_sidecar::enrollment::{EnrollmentReconciler, registry_artifact};
 use kontrakt_sidecar::oracle::{OracleRequest, attest};
 use serde_json::{Value, json};
 

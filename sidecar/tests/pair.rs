@@ -10,14 +10,14 @@ use alloy::primitives::{Address, U256, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use common::{Anvil, DEV_KEYS, config, key_file};
-use kontrakt_sidecar::addresses::{PairSpec, pair_addresses};
-use kontrakt_sidecar::artifact::{Artifact, ArtifactError};
-use kontrakt_sidecar::bindings::{ContractDatabase, RecordStore};
+use kontrakt_protocol::addresses::DETERMINISTIC_DEPLOYER;
+use kontrakt_protocol::addresses::{PairSpec, pair_addresses};
+use kontrakt_protocol::artifact::{Artifact, ArtifactError};
+use kontrakt_protocol::bindings::{ContractDatabase, RecordStore};
+use kontrakt_protocol::config::{DatabaseConfig, SidecarConfig};
+use kontrakt_protocol::key::load_signer;
 use kontrakt_sidecar::chain::{Chain, ChainError};
-use kontrakt_sidecar::config::{DatabaseConfig, SidecarConfig};
 use kontrakt_sidecar::deploy::{DeployError, Pair};
-use kontrakt_sidecar::factory::DETERMINISTIC_DEPLOYER;
-use kontrakt_sidecar::key::load_signer;
 
 async fn connect(config: &SidecarConfig) -> Chain {
     let key = load_signer(&config.signer.key_file).unwrap();

@@ -15,16 +15,17 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use axum::http::StatusCode;
 use common::{Anvil, free_port};
-use kontrakt_sidecar::chain::Chain;
-use kontrakt_sidecar::config::{Role, SignerConfig};
-use kontrakt_sidecar::stream::buyer::{Buyer, BuyerError};
-use kontrakt_sidecar::stream::config::{
+use kontrakt_protocol::bindings::DataMarket;
+use kontrakt_protocol::config::{Role, SignerConfig};
+use kontrakt_protocol::stream_config::{
     HttpSource, IntegrityConfig, MqttSource, SourceConfig, StreamConfig, StreamTerms,
 };
+use kontrakt_protocol::stream_key;
+use kontrakt_sidecar::chain::Chain;
+use kontrakt_sidecar::stream::buyer::{Buyer, BuyerError};
 use kontrakt_sidecar::stream::log::MessageLog;
-use kontrakt_sidecar::stream::market::{DataMarket, ensure_market, ensure_stream};
+use kontrakt_sidecar::stream::market::{ensure_market, ensure_stream};
 use kontrakt_sidecar::stream::server::StreamDenied;
-use kontrakt_sidecar::stream_key;
 use market::{
     advance_time, chain_config, chain_for, deploy_registry, dev_key, enroll, funded, market_tx,
 };
@@ -379,7 +380,7 @@ async fn http_sensor_to_verified_purchase_then_tampering_expiry_and_strangers_ar
         other => panic!("expected NotSubscribed, got {other:?}"),
     }
     // Paid but no longer enrolled: NotEnrolled.
-    let tx = kontrakt_sidecar::enrollment::EnrollmentRegistry::new(registry, admin.provider())
+    let tx = kontrakt_protocol::bindings::EnrollmentRegistry::new(registry, admin.provider())
         .suspend(buyer_key.address())
         .into_transaction_request();
     admin.send("suspend", tx, &[]).await.unwrap();
@@ -395,7 +396,7 @@ async fn http_sensor_to_verified_purchase_then_tampering_expiry_and_strangers_ar
         }) => {}
         other => panic!("expected NotEnrolled, got {other:?}"),
     }
-    let tx = kontrakt_sidecar::enrollment::EnrollmentRegistry::new(registry, admin.provider())
+    let tx = kontrakt_protocol::bindings::EnrollmentRegistry::new(registry, admin.provider())
         .reinstate(buyer_key.address())
         .into_transaction_request();
     admin.send("reinstate", tx, &[]).await.unwrap();

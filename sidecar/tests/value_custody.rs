@@ -11,9 +11,9 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use common::{Anvil, DEV_KEYS, Sidecar, config, key_file};
+use kontrakt_protocol::key::load_signer;
 use kontrakt_sidecar::chain::Chain;
 use kontrakt_sidecar::deploy::{DeployError, Pair};
-use kontrakt_sidecar::key::load_signer;
 
 mod asset_tracking {
     alloy::sol!(

@@ -2,27 +2,30 @@
 //! through its registry service's sidecar (see [`render`]); this controller
 //! reads the registry back and reports, per participant, what the chain holds.
 //!
-//! validate (registry service, its signer, the admin not listed) → observe the
-//! registry on chain → status. A finalizer holds the object until the sidecar
+//! dereference (the registry service, its signer) → observe the registry on
+//! chain → status (pure, the admin not listed). A finalizer holds the object until the sidecar
 //! has revoked what the policy enrolled.
 
+pub mod dereference;
 pub mod render;
 pub mod status;
 
-use crate::smart_contract_service::status::Computed;
 use crate::{
-    api::{AccessPolicy, AccessPolicyStatus, ApprovalMode, SmartContractService},
-    context::{Context, FIELD_MANAGER, naming_service},
-    finalizers,
-    smart_contract_service::{
-        publish, publish_transitions, registry_admin, validate::PolicyLookup,
+    api::{AccessPolicy, ApprovalMode, SmartContractService},
+    context::{Context, ObjectKey, naming_service},
+    reconcile::{
+        finalizers::{self, FinalizerError},
+        publish, report_malformed,
+        status::ReconciledKind,
+        write_status,
     },
 };
+use dereference::{Registry, others};
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{PartialObjectMeta, Patch, PatchParams},
+    api::PartialObjectMeta,
+    core::DeserializeGuard,
     runtime::{
         Controller,
         controller::{self, Action},
@@ -30,12 +33,11 @@ use kube::{
         watcher,
     },
 };
-use serde_json::json;
 use status::Observation;
 use std::{future::Future, sync::Arc, time::Duration};
 use tracing::{debug, warn};
 
-pub const KIND: &str = "AccessPolicy";
+pub const KIND: &str = <AccessPolicy as ReconciledKind>::KIND;
 /// Held until the registry no longer enrolls what this policy enrolled.
 pub const FINALIZER: &str = "kontrakt.dev/revoke";
 /// `"true"` skips waiting for the revocations on delete (e.g. the chain is gone for good).
@@ -50,7 +52,7 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("finalizer: {0}")]
-    Finalizer(String),
+    Finalizer(#[from] FinalizerError),
 }
 
 impl Error {
@@ -64,7 +66,8 @@ impl Error {
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let policies: Api<AccessPolicy> = ctx.watched_api();
+    // DeserializeGuard: one malformed object is reported, not a stalled watch.
+    let policies: Api<DeserializeGuard<AccessPolicy>> = ctx.watched_api();
     let services: Api<PartialObjectMeta<SmartContractService>> = ctx.watched_api();
     let controller = Controller::new(policies, watcher::Config::default().any_semantic());
     let store = controller.store();
@@ -75,7 +78,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .watches(
             services,
             Default::default(),
-            naming_service(store, |p: &AccessPolicy| &p.spec.registry.name),
+            naming_service(store, |g: &DeserializeGuard<AccessPolicy>| {
+                g.0.as_ref().ok().map(|p| p.spec.registry.name.as_str())
+            }),
         )
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
@@ -88,40 +93,49 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .await;
 }
 
-fn key(p: &AccessPolicy) -> String {
-    format!("ap/{}/{}", p.namespace().unwrap_or_default(), p.name_any())
-}
-
-fn error_policy(policy: Arc<AccessPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(
+    guard: Arc<DeserializeGuard<AccessPolicy>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.metrics.failure(KIND, error.reason());
-    let delay = ctx.backoff.next(&key(&policy));
-    warn!(object = %key(&policy), error = %error, retry_in_s = delay.as_secs(), "access policy pass failed; retrying");
+    let Ok(policy) = &guard.0 else {
+        return Action::await_change();
+    };
+    let delay = ctx.backoff.next(&ObjectKey::of(policy));
+    warn!(object = %ObjectKey::of(policy), error = %error, retry_in_s = delay.as_secs(), "access policy pass failed; retrying");
     Action::requeue(delay)
 }
 
-async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    guard: Arc<DeserializeGuard<AccessPolicy>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let Ok(policy) = &guard.0 else {
+        report_malformed(&ctx, &guard).await;
+        return Ok(Action::await_change());
+    };
     let _timer = ctx.metrics.reconcile(KIND);
     let namespace = policy.namespace().unwrap_or_default();
     let api: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     let deleting = policy.meta().deletion_timestamp.is_some();
     let has_finalizer = policy.finalizers().iter().any(|f| f == FINALIZER);
     if deleting && !has_finalizer {
+        ctx.forget(&ObjectKey::of(policy));
         return Ok(Action::await_change());
     }
     if !deleting && !has_finalizer {
-        finalizers::add(&api, &*policy, FINALIZER)
-            .await
-            .map_err(Error::Finalizer)?;
+        finalizers::add(&api, policy, FINALIZER).await?;
     }
 
-    let (observation, endpoints) = observe(&policy, &ctx).await?;
+    let (observation, endpoints) = observe(policy, &ctx).await?;
     if deleting {
         let skip = policy
             .annotations()
             .get(SKIP_REVOKE_ANNOTATION)
             .is_some_and(|v| v == "true");
         let done =
-            skip || status::revocations_done(&policy, &observation, &others(&ctx, &policy).await?);
+            skip || status::revocations_done(policy, &observation, &others(&ctx, policy).await?);
         if done {
             let note = if skip {
                 format!("{SKIP_REVOKE_ANNOTATION} is set: enrollments are left as they are")
@@ -136,19 +150,18 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
                 &note,
             )
             .await;
-            finalizers::remove(&api, &*policy, FINALIZER)
-                .await
-                .map_err(Error::Finalizer)?;
+            finalizers::remove(&api, policy, FINALIZER).await?;
+            ctx.forget(&ObjectKey::of(policy));
             return Ok(Action::await_change());
         }
-        return Ok(Action::requeue(ctx.progress.next(&key(&policy))));
+        return Ok(Action::requeue(ctx.progress.next(&ObjectKey::of(policy))));
     }
 
     // One approval setting per registry: whether this policy's is the one applied.
     let refused = if policy.spec.approval.mode == ApprovalMode::Oracle {
-        let peers = others(&ctx, &policy).await?;
+        let peers = others(&ctx, policy).await?;
         let mut all: Vec<&AccessPolicy> = peers.iter().collect();
-        all.push(&policy);
+        all.push(policy);
         let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
         render::approval(&all, &endpoints)
             .refused
@@ -156,106 +169,45 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
     } else {
         None
     };
-    let outcome = status::compute(&policy, &observation, refused.as_ref());
-    write_status(&policy, &ctx, outcome.status, &outcome.conditions).await?;
+    let outcome = status::compute(policy, &observation, refused.as_ref());
+    write_status(policy, &ctx, outcome.status, &outcome.conditions).await?;
     Ok(match outcome.requeue {
         status::Requeue::Synced => {
-            ctx.backoff.reset(&key(&policy));
-            ctx.progress.reset(&key(&policy));
+            ctx.forget(&ObjectKey::of(policy));
             Action::requeue(ctx.settings.resync)
         }
         status::Requeue::Waiting => Action::requeue(ctx.progress.next_in(
-            &key(&policy),
+            &ObjectKey::of(policy),
             policy.metadata.generation.unwrap_or_default(),
         )),
-        status::Requeue::Unreachable => Action::requeue(ctx.backoff.next(&key(&policy))),
+        status::Requeue::Unreachable => Action::requeue(ctx.backoff.next(&ObjectKey::of(policy))),
         status::Requeue::MissingReference => Action::requeue(MISSING_REFERENCE_REQUEUE),
         status::Requeue::OnChange => Action::await_change(),
     })
 }
 
-/// The other policies of the namespace naming the same registry (they keep
-/// their participants enrolled when this one goes).
-async fn others(ctx: &Context, policy: &AccessPolicy) -> Result<Vec<AccessPolicy>, Error> {
-    let namespace = policy.namespace().unwrap_or_default();
-    Ok(
-        Api::<AccessPolicy>::namespaced(ctx.client.clone(), &namespace)
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|p| {
-                p.name_any() != policy.name_any()
-                    && p.spec.registry.name == policy.spec.registry.name
-                    && p.meta().deletion_timestamp.is_none()
-            })
-            .collect(),
-    )
-}
-
-/// Dereferences the registry service and reads its registry from the chain;
-/// also returns the names of the registry service's oracle endpoints.
+/// The registry named by the policy, read from the chain; also the names of the registry
+/// service's oracle endpoints.
 async fn observe(
     policy: &AccessPolicy,
     ctx: &Context,
 ) -> Result<(Observation, Vec<String>), Error> {
-    let namespace = policy.namespace().unwrap_or_default();
-    let registry_name = &policy.spec.registry.name;
-    let (registry, admin) = match registry_admin(ctx, None, &namespace, registry_name).await? {
-        Ok(found) => found,
-        Err(PolicyLookup::RegistrySignerNotFound { .. }) => {
-            return Ok((Observation::RegistrySignerNotFound, vec![]));
-        }
-        Err(_) => return Ok((Observation::RegistryServiceNotFound, vec![])),
-    };
-    let endpoints = registry
-        .spec
-        .oracle
-        .iter()
-        .flat_map(|o| &o.endpoints)
-        .map(|e| e.name.clone())
-        .collect();
-    let Some(rpc_url) = registry.spec.chain.rpc_url.clone() else {
-        return Ok((Observation::RpcUrlSecretNotSupported, endpoints));
-    };
-    let address = kontrakt_sidecar::addresses::registry_address(&namespace, registry_name, admin);
-    Ok((
-        status::read_registry(ctx, &rpc_url, address, admin).await,
-        endpoints,
-    ))
-}
-
-/// Writes the status when it changed; one Event per condition that changed.
-async fn write_status(
-    policy: &AccessPolicy,
-    ctx: &Context,
-    mut status: AccessPolicyStatus,
-    computed: &[Computed],
-) -> Result<(), Error> {
-    let old = policy.status.clone().unwrap_or_default();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    status.conditions = crate::smart_contract_service::status::merge_conditions(
-        &old.conditions,
-        computed,
-        policy.metadata.generation,
-        now,
-    );
-    if status == old {
-        return Ok(());
-    }
-    let api: Api<AccessPolicy> =
-        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": AccessPolicy::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &policy.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    publish_transitions(ctx, &policy.object_ref(&()), &old.conditions, computed).await;
-    Ok(())
+    Ok(match dereference::registry(policy, ctx).await? {
+        Registry::ServiceNotFound => (Observation::RegistryServiceNotFound, vec![]),
+        Registry::SignerNotFound => (Observation::RegistrySignerNotFound, vec![]),
+        Registry::Found {
+            rpc_url: None,
+            endpoints,
+            ..
+        } => (Observation::RpcUrlSecretNotSupported, endpoints),
+        Registry::Found {
+            rpc_url: Some(rpc_url),
+            address,
+            admin,
+            endpoints,
+        } => (
+            status::read_registry(ctx, &rpc_url, address, admin).await,
+            endpoints,
+        ),
+    })
 }

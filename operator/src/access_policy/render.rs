@@ -9,7 +9,7 @@
 
 use crate::api::{AccessPolicy, ApprovalMode, ParticipantApproval, Role};
 use alloy::primitives::Address;
-use kontrakt_sidecar::config::{
+use kontrakt_protocol::config::{
     self, AccessConfig, AccessRule, ApiOperation, EnrollmentConfig, OracleApproval,
     ParticipantState,
 };

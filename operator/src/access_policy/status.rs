@@ -9,24 +9,21 @@ use crate::api::{
 /// Condition type saying whether join requests are approved through the oracle.
 pub const ORACLE_APPROVAL: &str = "OracleApproval";
 use crate::context::Context;
-use crate::smart_contract_service::status::Computed;
-use crate::views::{RegistryView, member_status};
+use crate::reconcile::Computed;
 use alloy::primitives::Address;
 use alloy::providers::Provider;
-use kontrakt_sidecar::config::{self, OracleApproval, ParticipantState};
+use kontrakt_protocol::config::{self, OracleApproval, ParticipantState, Role};
+use kontrakt_protocol::views::registry::{MemberStatus, read_approval, read_members};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Member records read per call; pages are followed up to [`MAX_PAGES`].
-const PAGE: u64 = 500;
-const MAX_PAGES: usize = 200;
 /// Names listed in a condition message at most.
 const NAMES_SHOWN: usize = 10;
 
 /// One member record of the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
-    pub status: u8,
-    pub role: u8,
+    pub status: MemberStatus,
+    pub role: Role,
     pub expires_at: u64,
 }
 
@@ -47,7 +44,7 @@ pub enum Observation {
         members: BTreeMap<Address, Record>,
         /// The registry's oracle approval (None: listing only).
         approval: Option<OracleApproval>,
-        /// Enrolled members the identity endpoint approved (not a listing).
+        /// Enrolled or suspended members the identity endpoint approved (not a listing).
         by_oracle: BTreeSet<Address>,
     },
 }
@@ -77,56 +74,30 @@ pub async fn read_registry(
         if code.is_empty() {
             return Ok(Observation::RegistryNotDeployed { address, admin });
         }
-        let view = RegistryView::new(address, &provider);
-        let mut members = BTreeMap::new();
-        let mut cursor = Address::ZERO;
-        for _ in 0..MAX_PAGES {
-            let page = view
-                .members(cursor, alloy::primitives::U256::from(PAGE))
-                .call()
-                .block(at)
-                .await
-                .map_err(|e| e.to_string())?;
-            for r in page.page {
-                members.insert(
-                    r.account,
-                    Record {
-                        status: r.status,
-                        role: r.role,
-                        expires_at: r.expiresAt,
-                    },
-                );
-            }
-            if page.next == Address::ZERO {
-                break;
-            }
-            cursor = page.next;
-        }
-        let approval = view
-            .oracleApproval()
-            .call()
-            .block(at)
+        // The sidecar's rule: every page at one block, and which enrolled or suspended
+        // accounts the oracle approved.
+        let records = read_members(&provider, address, at)
             .await
             .map_err(|e| e.to_string())?;
-        let approval = (!approval.endpoint.is_empty()).then_some(OracleApproval {
-            endpoint: approval.endpoint,
-            window_seconds: approval.windowSeconds,
-        });
-        let enrolled: Vec<Address> = members
+        let approval = read_approval(&provider, address, at)
+            .await
+            .map_err(|e| e.to_string())?;
+        let by_oracle = records
             .iter()
-            .filter(|(_, r)| r.status == member_status::ENROLLED)
-            .map(|(a, _)| *a)
+            .filter(|r| r.via_oracle)
+            .map(|r| r.address)
             .collect();
-        let mut by_oracle = BTreeSet::new();
-        for chunk in enrolled.chunks(PAGE as usize) {
-            let flags = view
-                .enrolledByOracle(chunk.to_vec())
-                .call()
-                .block(at)
-                .await
-                .map_err(|e| e.to_string())?;
-            by_oracle.extend(chunk.iter().zip(flags).filter(|(_, f)| *f).map(|(a, _)| *a));
-        }
+        let members = records
+            .into_iter()
+            .map(|r| {
+                let record = Record {
+                    status: r.status,
+                    role: r.role,
+                    expires_at: r.expires_at,
+                };
+                (r.address, record)
+            })
+            .collect();
         Ok::<_, String>(Observation::Registry {
             address,
             admin,
@@ -163,30 +134,29 @@ pub struct Outcome {
 
 /// Whether the chain holds `desired` as listed.
 pub fn in_sync(desired: &config::Participant, record: Option<&Record>) -> bool {
-    let status = record.map_or(member_status::NONE, |r| r.status);
-    let role_ok = record.is_some_and(|r| r.role == desired.role.number());
+    let status = record.map_or(MemberStatus::None, |r| r.status);
+    let role_ok = record.is_some_and(|r| r.role == desired.role);
     let expiry_ok = record.is_some_and(|r| r.expires_at == desired.expires_at.unwrap_or(0));
     match desired.state {
-        ParticipantState::Enrolled => status == member_status::ENROLLED && role_ok && expiry_ok,
+        ParticipantState::Enrolled => status == MemberStatus::Enrolled && role_ok && expiry_ok,
         ParticipantState::Pending => {
             matches!(
                 status,
-                member_status::NONE | member_status::PENDING | member_status::REJECTED
+                MemberStatus::None | MemberStatus::Pending | MemberStatus::Rejected
             )
         }
-        ParticipantState::Suspended => status == member_status::SUSPENDED && role_ok,
+        ParticipantState::Suspended => status == MemberStatus::Suspended && role_ok,
     }
 }
 
 fn state_name(record: Option<&Record>) -> &'static str {
     match record.map(|r| r.status) {
-        None | Some(member_status::NONE) => "not a member",
-        Some(member_status::PENDING) => "pending",
-        Some(member_status::ENROLLED) => "enrolled",
-        Some(member_status::SUSPENDED) => "suspended",
-        Some(member_status::REVOKED) => "revoked",
-        Some(member_status::REJECTED) => "rejected",
-        Some(_) => "unknown",
+        None | Some(MemberStatus::None) => "not a member",
+        Some(MemberStatus::Pending) => "pending",
+        Some(MemberStatus::Enrolled) => "enrolled",
+        Some(MemberStatus::Suspended) => "suspended",
+        Some(MemberStatus::Revoked) => "revoked",
+        Some(MemberStatus::Rejected) => "rejected",
     }
 }
 
@@ -430,20 +400,20 @@ fn fill_lists(
     let entry = |a: &Address, r: &Record| Listed {
         name: names.get(a).map(|n| (*n).to_owned()),
         address: a.to_checksum(None),
-        role: config::Role::from_number(r.role).map(render::api_role),
+        role: Some(render::api_role(r.role)),
     };
     for (a, r) in members {
         match r.status {
             // Enrolled and suspended accounts of other policies on the same
             // registry are theirs to report; pending and revoked ones are
             // shown to every policy of the registry (anyone may ask to join).
-            member_status::ENROLLED if listed(a) || (oracle_policy && by_oracle.contains(a)) => {
+            MemberStatus::Enrolled if listed(a) || (oracle_policy && by_oracle.contains(a)) => {
                 status.enrolled.push(entry(a, r))
             }
-            member_status::SUSPENDED if listed(a) => status.suspended.push(entry(a, r)),
-            member_status::PENDING => status.pending.push(entry(a, r)),
-            member_status::REVOKED => status.revoked.push(entry(a, r)),
-            member_status::REJECTED => status.rejected.push(entry(a, r)),
+            MemberStatus::Suspended if listed(a) => status.suspended.push(entry(a, r)),
+            MemberStatus::Pending => status.pending.push(entry(a, r)),
+            MemberStatus::Revoked => status.revoked.push(entry(a, r)),
+            MemberStatus::Rejected => status.rejected.push(entry(a, r)),
             _ => {}
         }
     }
@@ -493,7 +463,7 @@ pub fn revocations_done(
         .filter(|a| !kept.contains(a))
         .all(|a| {
             !members.get(&a).is_some_and(|r| {
-                matches!(r.status, member_status::ENROLLED | member_status::SUSPENDED)
+                matches!(r.status, MemberStatus::Enrolled | MemberStatus::Suspended)
             })
         })
 }
@@ -535,15 +505,15 @@ mod tests {
         p
     }
 
-    fn record(status: u8) -> Record {
+    fn record(status: MemberStatus) -> Record {
         Record {
             status,
-            role: 1,
+            role: config::Role::Node,
             expires_at: 0,
         }
     }
 
-    fn registry(members: &[(&str, u8)]) -> Observation {
+    fn registry(members: &[(&str, MemberStatus)]) -> Observation {
         Observation::Registry {
             address: Address::repeat_byte(0xee),
             admin: ADMIN,
@@ -562,9 +532,9 @@ mod tests {
         let out = compute(
             &p,
             &registry(&[
-                (A, member_status::ENROLLED),
-                (B, member_status::ENROLLED),
-                (C, member_status::PENDING),
+                (A, MemberStatus::Enrolled),
+                (B, MemberStatus::Enrolled),
+                (C, MemberStatus::Pending),
             ]),
             None,
         );
@@ -586,7 +556,7 @@ mod tests {
     #[test]
     fn participants_behind_the_chain_are_named() {
         let p = policy(&[("supplier", A), ("maker", B)]);
-        let out = compute(&p, &registry(&[(A, member_status::ENROLLED)]), None);
+        let out = compute(&p, &registry(&[(A, MemberStatus::Enrolled)]), None);
         assert_eq!(out.requeue, Requeue::Waiting);
         let synced = &out.conditions[0];
         assert_eq!((synced.status, synced.reason), (false, "NotInSync"));
@@ -629,9 +599,9 @@ mod tests {
     fn oracle_approval_is_true_once_the_registry_verifies_through_the_endpoint() {
         let p = oracle_policy(&[("supplier", A)]);
         let mut chain = registry(&[
-            (A, member_status::ENROLLED),
-            (B, member_status::ENROLLED),
-            (C, member_status::REJECTED),
+            (A, MemberStatus::Enrolled),
+            (B, MemberStatus::Enrolled),
+            (C, MemberStatus::Rejected),
         ]);
         // Not applied yet: listing is in sync, Ready waits for the approval.
         let out = compute(&p, &chain, None);
@@ -701,7 +671,7 @@ mod tests {
     #[test]
     fn deleting_the_oracle_policy_waits_for_what_its_endpoint_enrolled() {
         let p = oracle_policy(&[]);
-        let mut chain = registry(&[(B, member_status::ENROLLED)]);
+        let mut chain = registry(&[(B, MemberStatus::Enrolled)]);
         assert!(
             revocations_done(&p, &chain, &[]),
             "nothing through the oracle"
@@ -730,7 +700,7 @@ mod tests {
     #[test]
     fn deletion_waits_for_revocations_except_what_other_policies_keep() {
         let p = policy(&[("supplier", A), ("maker", B)]);
-        let enrolled = registry(&[(A, member_status::ENROLLED), (B, member_status::REVOKED)]);
+        let enrolled = registry(&[(A, MemberStatus::Enrolled), (B, MemberStatus::Revoked)]);
         assert!(!revocations_done(&p, &enrolled, &[]));
         let other = policy(&[("supplier-too", A)]);
         assert!(revocations_done(&p, &enrolled, &[other]));
@@ -755,8 +725,8 @@ mod tests {
             expires_at: None,
         };
         assert!(in_sync(&d, None));
-        assert!(in_sync(&d, Some(&record(member_status::PENDING))));
-        assert!(in_sync(&d, Some(&record(member_status::REJECTED))));
-        assert!(!in_sync(&d, Some(&record(member_status::ENROLLED))));
+        assert!(in_sync(&d, Some(&record(MemberStatus::Pending))));
+        assert!(in_sync(&d, Some(&record(MemberStatus::Rejected))));
+        assert!(!in_sync(&d, Some(&record(MemberStatus::Enrolled))));
     }
 }

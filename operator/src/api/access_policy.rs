@@ -164,7 +164,7 @@ pub struct Participant {
     )]
     pub name: String,
     /// The participant's account address.
-    #[schemars(length(max = 42))]
+    #[schemars(length(max = ADDRESS_MAX_LEN))]
     #[x_kube(validation = Rule::new(ADDRESS_RULE).message(ADDRESS_MESSAGE))]
     pub address: String,
     /// The participant's role.

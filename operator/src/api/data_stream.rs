@@ -120,7 +120,7 @@ pub enum StreamSource {
 #[serde(rename_all = "camelCase")]
 pub struct HttpSource {
     /// URL polled with GET (http or https); each JSON response is one message.
-    #[schemars(length(max = 2048))]
+    #[schemars(length(max = URL_MAX_LEN))]
     #[x_kube(validation = Rule::new(HTTP_URL_RULE).message(HTTP_URL_MESSAGE))]
     pub url: String,
     /// Seconds between polls.
@@ -138,7 +138,7 @@ fn default_interval_seconds() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct MqttSource {
     /// Broker URL (`mqtt://host:port` or `mqtts://host:port`).
-    #[schemars(length(max = 2048))]
+    #[schemars(length(max = URL_MAX_LEN))]
     #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['mqtt', 'mqtts'] && url(self).getHost() != ''").message("must be an mqtt:// or mqtts:// URL"))]
     pub broker_url: String,
     /// Topic filter to subscribe to.

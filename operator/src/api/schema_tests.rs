@@ -214,3 +214,39 @@ fn crdgen_writes_one_file_per_kind_named_after_the_crd() {
         ]
     );
 }
+
+/// Every field checked as an address or a URL is bounded by the one length its CEL cost
+/// estimate assumes.
+#[test]
+fn address_and_url_fields_share_one_maximum_length() {
+    fn walk(node: &Value, path: String, found: &mut Vec<(String, Value, Value)>) {
+        let rules = rules(node);
+        for (rule, max) in [
+            (ADDRESS_RULE, ADDRESS_MAX_LEN),
+            (HTTP_URL_RULE, URL_MAX_LEN),
+        ] {
+            if rules.iter().any(|r| r == rule) {
+                found.push((path.clone(), node["maxLength"].clone(), max.into()));
+            }
+        }
+        if let Some(props) = node["properties"].as_object() {
+            for (k, v) in props {
+                walk(v, format!("{path}.{k}"), found);
+            }
+        }
+        if node["items"].is_object() {
+            walk(&node["items"], format!("{path}.[]"), found);
+        }
+    }
+    let mut found = Vec::new();
+    for crd in [
+        SmartContractService::crd(),
+        DataStream::crd(),
+        AccessPolicy::crd(),
+    ] {
+        walk(&schema(&crd), crd.spec.names.kind.clone(), &mut found);
+    }
+    assert!(found.len() >= 5, "{found:?}");
+    let unbounded: Vec<_> = found.iter().filter(|(_, got, want)| got != want).collect();
+    assert!(unbounded.is_empty(), "{unbounded:?}");
+}

@@ -111,7 +111,7 @@ fn default_replicas() -> i32 {
 pub struct ChainSpec {
     /// JSON-RPC URL of the chain (http or https).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
+    #[schemars(length(max = URL_MAX_LEN))]
     #[x_kube(validation = Rule::new(HTTP_URL_RULE).message(HTTP_URL_MESSAGE))]
     pub rpc_url: Option<String>,
     /// A Secret key holding the JSON-RPC URL, for URLs that carry credentials.
@@ -188,7 +188,7 @@ pub struct DatabaseSpec {
     pub mode: DatabaseMode,
     /// Address of the existing database contract (mode Existing only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 42))]
+    #[schemars(length(max = ADDRESS_MAX_LEN))]
     #[x_kube(validation = Rule::new(ADDRESS_RULE).message(ADDRESS_MESSAGE))]
     pub address: Option<String>,
 }
@@ -228,7 +228,7 @@ pub struct OracleEndpoint {
     )]
     pub name: String,
     /// URL of the endpoint (http or https). Request parameters are added as query parameters.
-    #[schemars(length(max = 2048))]
+    #[schemars(length(max = URL_MAX_LEN))]
     #[x_kube(validation = Rule::new(HTTP_URL_RULE).message(HTTP_URL_MESSAGE))]
     pub url: String,
     /// HTTP method.

@@ -19,19 +19,14 @@ use k8s_openapi::{
         util::intstr::IntOrString,
     },
 };
-use kontrakt_sidecar::stream::StreamConfig;
+use kontrakt_protocol::StreamConfig;
+use kontrakt_protocol::mounts::{
+    CONFIG_DIR, MQTT_DIR, MQTT_FILE, SIDECAR_PORT, SIGNER_DIR, SIGNER_FILE, STREAM_CONFIG_FILE,
+    STREAM_DATA_DIR,
+};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 
-/// Where the publisher finds what its pod mounts.
-pub const CONFIG_DIR: &str = "/etc/kontrakt";
-pub const CONFIG_FILE: &str = "stream.yaml";
-pub const SIGNER_DIR: &str = "/var/run/kontrakt/signer";
-pub const SIGNER_FILE: &str = "key";
-pub const DATA_DIR: &str = "/var/lib/kontrakt/stream";
-pub const MQTT_DIR: &str = "/var/run/kontrakt/mqtt";
-pub const MQTT_FILE: &str = "credentials";
-pub const PORT: u16 = 8080;
 /// Label naming the DataStream a child belongs to.
 pub const STREAM_LABEL: &str = "kontrakt.dev/stream";
 /// Pod template annotation: a new config rolls the publisher.
@@ -86,7 +81,7 @@ pub fn build(ds: &DataStream, plan: &Plan, image: &str) -> Children {
     let config_map = ConfigMap {
         metadata: meta(name.clone()),
         data: Some(BTreeMap::from([(
-            CONFIG_FILE.into(),
+            STREAM_CONFIG_FILE.into(),
             plan.config.to_yaml(),
         )])),
         ..Default::default()
@@ -148,7 +143,7 @@ pub fn build(ds: &DataStream, plan: &Plan, image: &str) -> Children {
         mount("signer", SIGNER_DIR),
         VolumeMount {
             read_only: Some(false),
-            ..mount("data", DATA_DIR)
+            ..mount("data", STREAM_DATA_DIR)
         },
     ];
     if let Some((secret, key)) = &plan.mqtt_secret {
@@ -162,11 +157,11 @@ pub fn build(ds: &DataStream, plan: &Plan, image: &str) -> Children {
         args: Some(vec![
             "stream".into(),
             "--config".into(),
-            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            format!("{CONFIG_DIR}/{STREAM_CONFIG_FILE}"),
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
-            container_port: i32::from(PORT),
+            container_port: i32::from(SIDECAR_PORT),
             ..Default::default()
         }]),
         volume_mounts: Some(mounts),
@@ -215,7 +210,7 @@ pub fn build(ds: &DataStream, plan: &Plan, image: &str) -> Children {
             selector: Some(selector),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
-                port: i32::from(PORT),
+                port: i32::from(SIDECAR_PORT),
                 target_port: Some(IntOrString::String("http".into())),
                 ..Default::default()
             }]),

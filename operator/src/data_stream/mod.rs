@@ -5,26 +5,23 @@
 //! anchors batches with the seller's key; the operator only reads the chain.
 
 pub mod build;
+pub mod dereference;
 pub mod status;
 pub mod validate;
 
 use crate::{
     api::{DataStream, DataStreamStatus, SmartContractService},
-    context::{Context, FIELD_MANAGER, naming_service},
-    smart_contract_service::{
-        apply::apply_one,
-        error::Invalid,
-        publish_transitions, read_secret_key, registry_admin,
-        status::{Computed, merge_conditions},
-        validate::PolicyLookup,
+    context::{Context, ObjectKey, naming_service},
+    reconcile::{
+        Computed, Invalid, apply::apply_one, report_malformed, status::ReconciledKind, write_status,
     },
 };
-use alloy::primitives::Address;
 use futures::StreamExt;
-use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{PartialObjectMeta, Patch, PatchParams},
+    api::PartialObjectMeta,
+    core::DeserializeGuard,
     runtime::{
         Controller,
         controller::{self, Action},
@@ -34,7 +31,7 @@ use kube::{
 use std::{future::Future, sync::Arc, time::Duration};
 use tracing::{debug, info, warn};
 
-pub const KIND: &str = "DataStream";
+pub const KIND: &str = <DataStream as ReconciledKind>::KIND;
 const CONCURRENCY: u16 = 8;
 /// Missing references are looked at again this rarely (the seller's creation also triggers a pass).
 const MISSING_REFERENCE_REQUEUE: Duration = Duration::from_secs(120);
@@ -48,7 +45,8 @@ pub enum Error {
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let streams: Api<DataStream> = ctx.watched_api();
+    // DeserializeGuard: one malformed object is reported, not a stalled watch.
+    let streams: Api<DeserializeGuard<DataStream>> = ctx.watched_api();
     let deployments: Api<Deployment> = ctx.watched_api();
     let services: Api<PartialObjectMeta<SmartContractService>> = ctx.watched_api();
     let controller = Controller::new(streams, watcher::Config::default().any_semantic());
@@ -63,7 +61,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .watches(
             services,
             Default::default(),
-            naming_service(store, |d: &DataStream| &d.spec.seller.name),
+            naming_service(store, |g: &DeserializeGuard<DataStream>| {
+                g.0.as_ref().ok().map(|d| d.spec.seller.name.as_str())
+            }),
         )
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
@@ -76,76 +76,63 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .await;
 }
 
-fn key(ds: &DataStream) -> String {
-    format!(
-        "ds/{}/{}",
-        ds.namespace().unwrap_or_default(),
-        ds.name_any()
-    )
-}
-
-fn error_policy(ds: Arc<DataStream>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(
+    guard: Arc<DeserializeGuard<DataStream>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.metrics.failure(KIND, "KubeApiError");
-    let delay = ctx.backoff.next(&key(&ds));
-    warn!(object = %key(&ds), error = %error, retry_in_s = delay.as_secs(), "data stream pass failed; retrying");
+    let Ok(ds) = &guard.0 else {
+        return Action::await_change();
+    };
+    let delay = ctx.backoff.next(&ObjectKey::of(ds));
+    warn!(object = %ObjectKey::of(ds), error = %error, retry_in_s = delay.as_secs(), "data stream pass failed; retrying");
     Action::requeue(delay)
 }
 
-async fn reconcile(ds: Arc<DataStream>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    guard: Arc<DeserializeGuard<DataStream>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let Ok(ds) = &guard.0 else {
+        report_malformed(&ctx, &guard).await;
+        return Ok(Action::await_change());
+    };
     let _timer = ctx.metrics.reconcile(KIND);
     if ds.meta().deletion_timestamp.is_some() {
         // Nothing to undo: the stream stays on the market (its invoices and
         // roots are history); garbage collection removes the publisher.
+        ctx.forget_object(&ObjectKey::of(ds));
         return Ok(Action::await_change());
     }
     let namespace = ds.namespace().unwrap_or_default();
-    let seller = Api::<SmartContractService>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&ds.spec.seller.name)
-        .await?;
-    let signer_key = match &seller {
-        Some(s) => {
-            let r = &s.spec.signer.secret_key_ref;
-            read_secret_key(&ctx.client, &namespace, &r.name, &r.key).await?
-        }
-        None => None,
-    };
-    let registry = match &ds.spec.access_policy_ref {
-        None => Ok(None),
-        Some(r) => registry_of(&ctx, &namespace, &r.name).await?,
-    };
-    let refs = validate::References {
-        seller: seller.as_ref(),
-        signer_key: signer_key.as_deref(),
-        registry,
-    };
-    let plan = match validate::validate(&ds, refs) {
+    let found = dereference::dereference(ds, &ctx).await?;
+    let refs = found.references();
+    let plan = match validate::validate(ds, refs) {
         Ok(plan) => plan,
-        Err(invalid) => return report_invalid(&ds, &ctx, &invalid).await,
+        Err(invalid) => return report_invalid(ds, &ctx, &invalid).await,
     };
-    let children = build::build(&ds, &plan, &ctx.settings.sidecar_image);
+    let children = build::build(ds, &plan, &ctx.settings.sidecar_image);
+    let owner = ObjectKey::of(ds);
+    let applied = (&*ctx.applied, &owner);
     let mut written = 0;
     if let Some(claim) = children.log_claim {
-        written += usize::from(apply_one(&ctx.client, &namespace, claim, None).await?);
+        written += usize::from(apply_one(&ctx.client, &namespace, claim, None, applied).await?);
     }
     for applied in [
-        apply_one(&ctx.client, &namespace, children.config_map, None).await?,
-        apply_one(&ctx.client, &namespace, children.service, None).await?,
-        apply_one(&ctx.client, &namespace, children.deployment, None).await?,
+        apply_one(&ctx.client, &namespace, children.config_map, None, applied).await?,
+        apply_one(&ctx.client, &namespace, children.service, None, applied).await?,
+        apply_one(&ctx.client, &namespace, children.deployment, None, applied).await?,
     ] {
         written += usize::from(applied);
     }
     if written > 0 {
-        info!(object = %key(&ds), written, "applied publisher objects");
+        info!(object = %ObjectKey::of(ds), written, "applied publisher objects");
     }
     let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
         .get_opt(&build::publisher_name(&ds.name_any()))
         .await?;
-    let seller_address = signer_key
-        .as_deref()
-        .and_then(|k| std::str::from_utf8(k).ok())
-        .and_then(kontrakt_sidecar::key::parse_signer)
-        .map(|s| s.address())
-        .unwrap_or_default();
+    let seller_address = found.seller_address().unwrap_or_default();
     let observation = status::observe(
         &ctx,
         &plan.config.chain.rpc_url,
@@ -154,57 +141,21 @@ async fn reconcile(ds: Arc<DataStream>, ctx: Arc<Context>) -> Result<Action, Err
         plan.config.stream.key(),
     )
     .await;
-    let outcome = status::compute(&ds, deployment.as_ref(), &observation);
-    write_status(&ds, &ctx, outcome.status, &outcome.conditions).await?;
+    let outcome = status::compute(ds, deployment.as_ref(), &observation);
+    write_status(ds, &ctx, outcome.status, &outcome.conditions).await?;
     Ok(
         if matches!(observation, status::Observation::Unreachable(_)) {
-            Action::requeue(ctx.backoff.next(&key(&ds)))
+            Action::requeue(ctx.backoff.next(&ObjectKey::of(ds)))
         } else if outcome.ready {
-            ctx.backoff.reset(&key(&ds));
-            ctx.progress.reset(&key(&ds));
+            ctx.forget(&ObjectKey::of(ds));
             // Often enough to notice a silent source (nothing else wakes us then).
-            let silence = Duration::from_secs(status::silence_after(&ds) / 2);
+            let silence = Duration::from_secs(status::silence_after(ds) / 2);
             Action::requeue(ctx.settings.resync.min(silence.max(Duration::from_secs(5))))
         } else {
-            Action::requeue(
-                ctx.progress
-                    .next_in(&key(&ds), ds.metadata.generation.unwrap_or_default()),
-            )
-        },
-    )
-}
-
-/// The EnrollmentRegistry of the AccessPolicy `name`, or why it is unknown.
-async fn registry_of(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<Result<Option<Address>, Invalid>, kube::Error> {
-    let Some(policy) = Api::<crate::api::AccessPolicy>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
-        .await?
-    else {
-        return Ok(Err(Invalid::new(
-            "AccessPolicyNotFound",
-            format!("AccessPolicy {name:?} not found"),
-        )));
-    };
-    let registry = &policy.spec.registry.name;
-    Ok(
-        match registry_admin(ctx, None, namespace, registry).await? {
-            Ok((_, admin)) => Ok(Some(kontrakt_sidecar::addresses::registry_address(
-                namespace, registry, admin,
-            ))),
-            Err(PolicyLookup::RegistrySignerNotFound { registry }) => Err(Invalid::new(
-                "RegistrySignerNotFound",
-                format!(
-                    "the signer Secret of the registry SmartContractService {registry:?} is missing or holds no key"
-                ),
-            )),
-            Err(_) => Err(Invalid::new(
-                "RegistryNotFound",
-                format!("the AccessPolicy's registry SmartContractService {registry:?} not found"),
-            )),
+            Action::requeue(ctx.progress.next_in(
+                &ObjectKey::of(ds),
+                ds.metadata.generation.unwrap_or_default(),
+            ))
         },
     )
 }
@@ -214,7 +165,7 @@ async fn report_invalid(
     ctx: &Context,
     invalid: &Invalid,
 ) -> Result<Action, Error> {
-    ctx.metrics.failure(KIND, invalid.reason);
+    ctx.metrics.failure(KIND, invalid.reason.as_str());
     let status = DataStreamStatus {
         observed_generation: ds.metadata.generation,
         ..ds.status.clone().unwrap_or_default()
@@ -222,50 +173,15 @@ async fn report_invalid(
     let ready = Computed {
         type_: crate::api::condition::READY,
         status: false,
-        reason: invalid.reason,
+        reason: invalid.reason.as_str(),
         message: invalid.message.clone(),
     };
     write_status(ds, ctx, status, &[ready]).await?;
-    Ok(
-        if matches!(
-            invalid.reason,
-            "SellerNotFound" | "SignerSecretNotFound" | "AccessPolicyNotFound" | "RegistryNotFound"
-        ) {
-            Action::requeue(MISSING_REFERENCE_REQUEUE)
-        } else {
-            Action::await_change()
-        },
-    )
-}
-
-/// Writes the status when it changed; one Event per condition that changed.
-async fn write_status(
-    ds: &DataStream,
-    ctx: &Context,
-    mut status: DataStreamStatus,
-    computed: &[Computed],
-) -> Result<(), Error> {
-    let old = ds.status.clone().unwrap_or_default();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    status.conditions = merge_conditions(&old.conditions, computed, ds.metadata.generation, now);
-    if status == old {
-        return Ok(());
-    }
-    let api: Api<DataStream> =
-        Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": DataStream::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &ds.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    publish_transitions(ctx, &ds.object_ref(&()), &old.conditions, computed).await;
-    Ok(())
+    Ok(if invalid.reason.is_missing_reference() {
+        Action::requeue(MISSING_REFERENCE_REQUEUE)
+    } else {
+        Action::await_change()
+    })
 }
 
 #[cfg(test)]

@@ -11,20 +11,11 @@
 
 use crate::api::{DataStream, DataStreamStatus, StreamSource, condition};
 use crate::context::Context;
-use crate::smart_contract_service::status::Computed;
+use crate::reconcile::Computed;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use k8s_openapi::api::apps::v1::Deployment;
-use kontrakt_sidecar::stream::market::read_stream_stats;
-
-alloy::sol! {
-    /// The one view the sidecar's market module does not wrap for a reader
-    /// without a signer: finding the stream by seller and key.
-    #[sol(rpc)]
-    interface MarketLookup {
-        function streamIdOf(address seller, bytes32 key) external view returns (uint256);
-    }
-}
+use kontrakt_protocol::views::market::{read_stream_stats, stream_id_of};
 
 /// What the chain says about the stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,10 +66,7 @@ pub async fn observe(
         {
             return Ok(Observation::NotRegistered { market });
         }
-        let id = MarketLookup::new(market, &provider)
-            .streamIdOf(seller, key)
-            .call()
-            .block(at)
+        let id = stream_id_of(&provider, market, seller, key, at)
             .await
             .map_err(|e| e.to_string())?;
         if id.is_zero() {

@@ -2,7 +2,7 @@
 
 use super::{build, status, validate};
 use crate::api::{DataStream, SmartContractService};
-use crate::smart_contract_service::error::Invalid;
+use crate::reconcile::{Invalid, InvalidReason};
 use alloy::primitives::{Address, B256, U256};
 
 const DEV_KEY: &[u8] = b"0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
@@ -158,7 +158,7 @@ fn a_missing_seller_or_policy_is_a_reason_not_an_error() {
             seller: Some(&seller),
             signer_key: Some(DEV_KEY),
             registry: Err(Invalid::new(
-                "AccessPolicyNotFound",
+                InvalidReason::AccessPolicyNotFound,
                 "AccessPolicy \"x\" not found",
             )),
         },

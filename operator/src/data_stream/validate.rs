@@ -1,13 +1,14 @@
 //! Validate: a DataStream plus what it references (read by the caller) → the
 //! publisher's [`Plan`], or why not. Pure.
 
-use super::build::{DATA_DIR, MQTT_DIR, MQTT_FILE, PORT, Plan, SIGNER_DIR, SIGNER_FILE};
+use super::build::Plan;
 use crate::api::{DataStream, SmartContractService, StreamSource};
-use crate::smart_contract_service::error::Invalid;
+use crate::reconcile::{Invalid, InvalidReason};
 use alloy::primitives::{Address, U256};
-use kontrakt_sidecar::{
+use kontrakt_protocol::{
     config::{ChainConfig, SignerConfig},
-    stream::config::{
+    mounts::{MQTT_DIR, MQTT_FILE, SIDECAR_PORT, SIGNER_DIR, SIGNER_FILE, STREAM_DATA_DIR},
+    stream_config::{
         HttpSource, IntegrityConfig, MqttSource, SourceConfig, StreamConfig, StreamTerms,
     },
 };
@@ -27,14 +28,14 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
     let seller_name = &ds.spec.seller.name;
     let seller = refs.seller.ok_or_else(|| {
         Invalid::new(
-            "SellerNotFound",
+            InvalidReason::SellerNotFound,
             format!("the seller SmartContractService {seller_name:?} does not exist"),
         )
     })?;
     let key_ref = &seller.spec.signer.secret_key_ref;
     let key = refs.signer_key.ok_or_else(|| {
         Invalid::new(
-            "SignerSecretNotFound",
+            InvalidReason::SignerSecretNotFound,
             format!(
                 "the seller's signer Secret {:?} with key {:?} not found",
                 key_ref.name, key_ref.key
@@ -43,10 +44,10 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
     })?;
     std::str::from_utf8(key)
         .ok()
-        .and_then(kontrakt_sidecar::key::parse_signer)
+        .and_then(kontrakt_protocol::key::parse_signer)
         .ok_or_else(|| {
             Invalid::new(
-                "SignerKeyInvalid",
+                InvalidReason::SignerKeyInvalid,
                 format!(
                     "the seller's signer Secret {:?} does not hold a private key",
                     key_ref.name
@@ -55,7 +56,7 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
         })?;
     let rpc_url = seller.spec.chain.rpc_url.clone().ok_or_else(|| {
         Invalid::new(
-            "RpcUrlSecretNotSupported",
+            InvalidReason::RpcUrlSecretNotSupported,
             "the seller uses chain.rpcUrlSecretRef, which is not supported yet",
         )
     })?;
@@ -107,12 +108,12 @@ pub fn validate(ds: &DataStream, refs: References<'_>) -> Result<Plan, Invalid> 
             batch_size: u32::try_from(ds.spec.integrity.batch_size).unwrap_or(1),
             max_delay_seconds: u64::try_from(ds.spec.integrity.max_delay_seconds).unwrap_or(60),
         },
-        data_dir: DATA_DIR.into(),
-        listen: std::net::SocketAddr::from(([0, 0, 0, 0], PORT)),
+        data_dir: STREAM_DATA_DIR.into(),
+        listen: std::net::SocketAddr::from(([0, 0, 0, 0], SIDECAR_PORT)),
     };
     config
         .validate()
-        .map_err(|e| Invalid::new("StreamConfigInvalid", e.to_string()))?;
+        .map_err(|e| Invalid::new(InvalidReason::StreamConfigInvalid, e.to_string()))?;
     let rendered = config.to_yaml();
     let hash = alloy::primitives::keccak256(
         [

@@ -1,12 +1,11 @@
-//! Apply: server-side apply of the owned objects with one field manager.
-//!
-//! Each applied object carries a hash of what was applied; an object whose
-//! hash already matches is not sent again, so a reconcile that changes
-//! nothing makes no call at all for it: the hashes are read from the
-//! operator's watch caches ([`Owned`]), or with a metadata GET without them.
+//! Apply: a SmartContractService's owned objects, through the kit's
+//! [`apply_one`]; the applied hashes are read from the operator's watch
+//! caches ([`Owned`]), or with a metadata GET without them.
 
 use super::build::Children;
-use crate::context::{FIELD_MANAGER, scoped_api};
+use crate::context::ObjectKey;
+use crate::context::scoped_api;
+use crate::reconcile::apply::{AppliedVersions, Stamp, apply_one, slim};
 use futures::{Stream, StreamExt, future::BoxFuture};
 use k8s_openapi::{
     NamespaceResourceScope,
@@ -17,15 +16,15 @@ use k8s_openapi::{
     },
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::{PartialObjectMeta, Patch, PatchParams},
+    Client, Resource, ResourceExt,
+    api::PartialObjectMeta,
     runtime::{
         WatchStreamExt,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -124,6 +123,13 @@ impl Owned {
         );
     }
 
+    /// Waits until the Deployment cache holds its first full list too. It is fed by the
+    /// controller's `owns_stream`, so it cannot be awaited before the controller starts:
+    /// every pass awaits it instead (at once, after the first list).
+    pub async fn wait_until_deployments_ready(&self) {
+        let _ = self.deployments.wait_until_ready().await;
+    }
+
     /// The cached Deployment `namespace/name`.
     pub fn deployment(&self, namespace: &str, name: &str) -> Option<Deployment> {
         self.deployments
@@ -131,14 +137,15 @@ impl Owned {
             .map(Arc::unwrap_or_clone)
     }
 
-    fn hash<K: Resource<DynamicType = ()> + Clone>(
+    fn stamp<K: Resource<DynamicType = ()> + Clone>(
         store: &Store<K>,
         namespace: &str,
         name: &str,
-    ) -> Option<String> {
+    ) -> Stamp {
         store
             .get(&ObjectRef::new(name).within(namespace))
-            .and_then(|o| o.annotations().get(APPLIED_HASH_ANNOTATION).cloned())
+            .map(|o| Stamp::of(o.meta()))
+            .unwrap_or_default()
     }
 }
 
@@ -177,15 +184,6 @@ fn availability_changes() -> impl FnMut(
     }
 }
 
-/// Drops what the caches never read and what makes up most of an object's
-/// size (the managed fields): a thousand services' caches stay small.
-pub fn slim<K: Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
-}
-
-/// Annotation holding the hash of the object as last applied by the operator.
-pub const APPLIED_HASH_ANNOTATION: &str = "kontrakt.dev/applied-hash";
-
 /// Applies every child; returns how many were written. The objects the pods
 /// need (ServiceAccount, ConfigMap) and the independent ones go together, the
 /// Deployment last, so new pods always find the config their hash names.
@@ -194,6 +192,7 @@ pub async fn apply(
     namespace: &str,
     children: Children,
     owned: Option<&Owned>,
+    applied: (&AppliedVersions, &ObjectKey),
 ) -> Result<usize, kube::Error> {
     let Children {
         service_account,
@@ -203,66 +202,23 @@ pub async fn apply(
         network_policy,
     } = children;
     // What the caches say was applied last (None: no cache, ask the apiserver).
-    let cached = |f: &dyn Fn(&Owned) -> Option<String>| owned.map(f);
+    let cached = |f: &dyn Fn(&Owned) -> Stamp| owned.map(f);
     let (sa, cm, svc, np, dep) = (
-        cached(&|o| Owned::hash(&o.service_accounts, namespace, &service_account.name_any())),
-        cached(&|o| Owned::hash(&o.config_maps, namespace, &config_map.name_any())),
-        cached(&|o| Owned::hash(&o.services, namespace, &service.name_any())),
-        cached(&|o| Owned::hash(&o.network_policies, namespace, &network_policy.name_any())),
-        cached(&|o| Owned::hash(&o.deployments, namespace, &deployment.name_any())),
+        cached(&|o| Owned::stamp(&o.service_accounts, namespace, &service_account.name_any())),
+        cached(&|o| Owned::stamp(&o.config_maps, namespace, &config_map.name_any())),
+        cached(&|o| Owned::stamp(&o.services, namespace, &service.name_any())),
+        cached(&|o| Owned::stamp(&o.network_policies, namespace, &network_policy.name_any())),
+        cached(&|o| Owned::stamp(&o.deployments, namespace, &deployment.name_any())),
     );
     let (a, b, c, d) = futures::try_join!(
-        apply_one(client, namespace, service_account, sa),
-        apply_one(client, namespace, config_map, cm),
-        apply_one(client, namespace, service, svc),
-        apply_one(client, namespace, network_policy, np),
+        apply_one(client, namespace, service_account, sa, applied),
+        apply_one(client, namespace, config_map, cm, applied),
+        apply_one(client, namespace, service, svc, applied),
+        apply_one(client, namespace, network_policy, np, applied),
     )?;
-    let e = apply_one(client, namespace, deployment, dep).await?;
+    let e = apply_one(client, namespace, deployment, dep, applied).await?;
     Ok([a, b, c, d, e]
         .into_iter()
         .filter(|written| *written)
         .count())
-}
-
-/// The content hash the operator stamps on what it applies.
-pub fn applied_hash<K: Serialize>(obj: &K) -> String {
-    let bytes = serde_json::to_vec(obj).expect("Kubernetes objects serialise");
-    alloy::hex::encode(&alloy::primitives::keccak256(bytes)[..12])
-}
-
-pub(crate) async fn apply_one<K>(
-    client: &Client,
-    namespace: &str,
-    mut obj: K,
-    cached: Option<Option<String>>,
-) -> Result<bool, kube::Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let hash = applied_hash(&obj);
-    obj.annotations_mut()
-        .insert(APPLIED_HASH_ANNOTATION.into(), hash.clone());
-    let name = obj.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let applied = match cached {
-        Some(applied) => applied,
-        None => api
-            .get_metadata_opt(&name)
-            .await?
-            .and_then(|m| m.annotations().get(APPLIED_HASH_ANNOTATION).cloned()),
-    };
-    if applied.as_ref() == Some(&hash) {
-        return Ok(false);
-    }
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&obj),
-    )
-    .await?;
-    Ok(true)
 }

@@ -1,9 +1,6 @@
 //! Build: the objects a SmartContractService owns, from its [`Plan`]. Pure.
 
-use super::validate::{
-    self, ARTIFACT_DIR, ARTIFACT_FILE, CONFIG_DIR, CONFIG_FILE, ORACLE_HEADER_FILE,
-    ORACLE_HEADERS_DIR, Plan, SIDECAR_PORT, SIGNER_DIR, SIGNER_FILE,
-};
+use super::validate::{self, Plan};
 use crate::api::SmartContractService;
 use crate::workload::{http_probe, restricted, restricted_pod, secret_file};
 use k8s_openapi::{
@@ -24,6 +21,10 @@ use k8s_openapi::{
         apis::meta::v1::{LabelSelector, ObjectMeta},
         util::intstr::IntOrString,
     },
+};
+use kontrakt_protocol::mounts::{
+    ARTIFACT_DIR, ARTIFACT_FILE, CONFIG_DIR, ORACLE_HEADER_FILE, ORACLE_HEADERS_DIR,
+    SERVICE_CONFIG_FILE, SIDECAR_PORT, SIGNER_DIR, SIGNER_FILE,
 };
 use kube::Resource;
 use std::collections::BTreeMap;
@@ -67,7 +68,7 @@ pub fn build(scs: &SmartContractService, plan: &Plan, sidecar_image: &str) -> Ch
     let config_map = ConfigMap {
         metadata: meta(config_map_name(&plan.name)),
         data: Some(BTreeMap::from([(
-            CONFIG_FILE.to_owned(),
+            SERVICE_CONFIG_FILE.to_owned(),
             plan.sidecar_config.to_yaml(),
         )])),
         ..Default::default()
@@ -239,7 +240,7 @@ fn pod_spec(scs: &SmartContractService, plan: &Plan, sidecar_image: &str) -> Pod
         args: Some(vec![
             "serve".into(),
             "--config".into(),
-            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            format!("{CONFIG_DIR}/{SERVICE_CONFIG_FILE}"),
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),

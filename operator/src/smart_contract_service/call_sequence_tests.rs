@@ -4,8 +4,9 @@
 use super::{apply, build, reconcile_service, validate};
 use crate::{
     api::SmartContractService,
-    context::{Context, Settings},
+    context::{Context, ObjectKey, Settings},
     metrics::Metrics,
+    reconcile::apply::{APPLIED_HASH_ANNOTATION, AppliedVersions, applied_hash},
 };
 use http::{Method, Request, Response, StatusCode};
 use kube::{Client, client::Body, runtime::controller::Action};
@@ -20,11 +21,23 @@ fn mock_client() -> (Client, ApiServer) {
     (Client::new(service, "supply"), handle)
 }
 
-/// The unit tests' sample, as the finalizer helper leaves it before Apply.
+/// The unit tests' sample with the finalizer already on: a later pass (the first pass adds
+/// the finalizer alongside its first apply, not before it).
 fn sample() -> SmartContractService {
     let mut scs = super::tests::sample();
     scs.metadata.finalizers = Some(vec![super::FINALIZER.into()]);
     scs
+}
+
+/// The objects a pass applies for `scs` (its signer key found, no artifact).
+fn children_of(scs: &SmartContractService) -> build::Children {
+    let refs = validate::References {
+        signer_key: Some(super::tests::DEV_KEY),
+        artifact_json: None,
+        ..Default::default()
+    };
+    let plan = validate::validate(scs, &refs).unwrap();
+    build::build(scs, &plan, "sidecar:test")
 }
 
 fn respond(status: StatusCode, body: Value) -> Response<Body> {
@@ -143,34 +156,28 @@ async fn a_missing_signer_secret_writes_ready_false_once_and_records_why() {
 #[tokio::test]
 async fn owned_objects_already_applied_are_read_not_written() {
     let scs = sample();
-    let refs = validate::References {
-        signer_key: Some(super::tests::DEV_KEY),
-        artifact_json: None,
-        ..Default::default()
-    };
-    let plan = validate::validate(&scs, &refs).unwrap();
-    let children = build::build(&scs, &plan, "sidecar:test");
+    let children = children_of(&scs);
     // What the cluster holds: each child stamped with the hash of exactly this content.
     let stamped: Vec<(String, String)> = vec![
         (
             "/api/v1/namespaces/supply/serviceaccounts/shipping".into(),
-            apply::applied_hash(&children.service_account),
+            crate::reconcile::apply::applied_hash(&children.service_account),
         ),
         (
             "/api/v1/namespaces/supply/configmaps/shipping-sidecar".into(),
-            apply::applied_hash(&children.config_map),
+            crate::reconcile::apply::applied_hash(&children.config_map),
         ),
         (
             "/apis/apps/v1/namespaces/supply/deployments/shipping".into(),
-            apply::applied_hash(&children.deployment),
+            crate::reconcile::apply::applied_hash(&children.deployment),
         ),
         (
             "/api/v1/namespaces/supply/services/shipping".into(),
-            apply::applied_hash(&children.service),
+            crate::reconcile::apply::applied_hash(&children.service),
         ),
         (
             "/apis/networking.k8s.io/v1/namespaces/supply/networkpolicies/shipping".into(),
-            apply::applied_hash(&children.network_policy),
+            crate::reconcile::apply::applied_hash(&children.network_policy),
         ),
     ];
     let (client, mut server) = mock_client();
@@ -179,7 +186,7 @@ async fn owned_objects_already_applied_are_read_not_written() {
             StatusCode::OK,
             json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
                    "metadata": {"name": "shipping", "namespace": "supply",
-                                "annotations": {apply::APPLIED_HASH_ANNOTATION: hash}}}),
+                                "annotations": {crate::reconcile::apply::APPLIED_HASH_ANNOTATION: hash}}}),
         )
     };
     let apiserver = tokio::spawn(async move {
@@ -201,7 +208,9 @@ async fn owned_objects_already_applied_are_read_not_written() {
         expect(&mut server, Method::GET, path, |_| metadata(hash)).await;
         server
     });
-    let written = apply::apply(&client, "supply", children, None)
+    let applied = AppliedVersions::default();
+    let owner = ObjectKey::of(&scs);
+    let written = apply::apply(&client, "supply", children, None, (&applied, &owner))
         .await
         .unwrap();
     assert_eq!(written, 0);
@@ -211,4 +220,120 @@ async fn owned_objects_already_applied_are_read_not_written() {
         server.next_request().await.is_none(),
         "no PATCH followed the reads"
     );
+}
+
+/// A hand edit of an owned object is reverted at the next pass: the object keeps the
+/// applied hash, but its resourceVersion is no longer the one the last apply returned.
+#[tokio::test]
+async fn a_hand_edited_deployment_is_applied_again_and_then_left_alone() {
+    let scs = sample();
+    let children = || children_of(&scs);
+    let hashes: Vec<(String, String)> = {
+        let c = children();
+        vec![
+            ("serviceaccounts".into(), applied_hash(&c.service_account)),
+            ("configmaps".into(), applied_hash(&c.config_map)),
+            ("services".into(), applied_hash(&c.service)),
+            ("networkpolicies".into(), applied_hash(&c.network_policy)),
+            ("deployments".into(), applied_hash(&c.deployment)),
+        ]
+    };
+    let stamped = |hash: &str, version: &str| {
+        respond(
+            StatusCode::OK,
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": "shipping", "namespace": "supply", "resourceVersion": version,
+                                "annotations": {APPLIED_HASH_ANNOTATION: hash}}}),
+        )
+    };
+    let kind_of = |path: &str| path.split('/').rev().nth(1).unwrap_or_default().to_owned();
+    // One pass: every object's metadata is read (answered with `versions`), and
+    // `patches` objects are applied (answered with resourceVersion 8).
+    async fn pass(
+        server: &mut ApiServer,
+        hashes: &[(String, String)],
+        versions: &dyn Fn(&str) -> String,
+        patches: usize,
+        stamped: &dyn Fn(&str, &str) -> Response<Body>,
+        kind_of: &dyn Fn(&str) -> String,
+    ) -> Vec<String> {
+        let mut patched = Vec::new();
+        let mut reads = 0;
+        while reads < hashes.len() || patched.len() < patches {
+            let (request, send) = server.next_request().await.expect("a request");
+            let kind = kind_of(request.uri().path());
+            let hash = &hashes
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .expect("an owned kind")
+                .1;
+            match *request.method() {
+                Method::GET => {
+                    reads += 1;
+                    send.send_response(stamped(hash, &versions(&kind)));
+                }
+                Method::PATCH => {
+                    patched.push(kind.clone());
+                    let body = request.into_body().collect_bytes().await.unwrap();
+                    let mut obj: Value = serde_json::from_slice(&body).unwrap();
+                    obj["metadata"]["resourceVersion"] = json!("8");
+                    send.send_response(respond(StatusCode::OK, obj));
+                }
+                ref m => panic!("unexpected {m} {}", request.uri().path()),
+            }
+        }
+        patched
+    }
+    let (client, mut server) = mock_client();
+    let applied = AppliedVersions::default();
+    let owner = ObjectKey::of(&scs);
+    let run = |client: Client| {
+        let applied = &applied;
+        let owner = &owner;
+        let children = children();
+        async move { apply::apply(&client, "supply", children, None, (applied, owner)).await }
+    };
+
+    let limit = Duration::from_secs(10);
+    let hung =
+        |what: &str| format!("{what}: the pass did not finish (a PATCH expected, none sent?)");
+    // The first pass after a start trusts the hashes and records the versions.
+    let (written, patched) = tokio::time::timeout(
+        limit,
+        futures::future::join(run(client.clone()), async {
+            pass(&mut server, &hashes, &|_| "1".into(), 0, &stamped, &kind_of).await
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{}", hung("first pass")));
+    assert_eq!((written.unwrap(), patched.len()), (0, 0));
+    // `kubectl scale`: the Deployment's resourceVersion moved on; its hash did not.
+    let edited = |kind: &str| if kind == "deployments" { "7" } else { "1" }.to_owned();
+    let (written, patched) = tokio::time::timeout(
+        limit,
+        futures::future::join(run(client.clone()), async {
+            pass(&mut server, &hashes, &edited, 1, &stamped, &kind_of).await
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{}", hung("the pass after the edit")));
+    assert_eq!(
+        patched,
+        ["deployments"],
+        "only the edited object is applied"
+    );
+    assert_eq!(written.unwrap(), 1);
+    // Restored: the version its apply returned is the one the cluster holds.
+    let restored = |kind: &str| if kind == "deployments" { "8" } else { "1" }.to_owned();
+    let (written, patched) = tokio::time::timeout(
+        limit,
+        futures::future::join(run(client.clone()), async {
+            pass(&mut server, &hashes, &restored, 0, &stamped, &kind_of).await
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{}", hung("the pass after the repair")));
+    assert_eq!((written.unwrap(), patched.len()), (0, 0));
+    drop(client);
+    assert!(server.next_request().await.is_none(), "no further calls");
 }

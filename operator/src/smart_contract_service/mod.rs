@@ -1,8 +1,9 @@
-//! The SmartContractService controller: validate → build (pure) → apply →
-//! status, wrapped in a finalizer that retires the contract on chain.
+//! The SmartContractService controller: dereference → validate → build (pure)
+//! → apply → status, wrapped in a finalizer that retires the contract on chain.
 
 pub mod apply;
 pub mod build;
+pub mod dereference;
 pub mod error;
 pub mod pod_failure;
 pub mod retire;
@@ -11,34 +12,30 @@ pub mod validate;
 
 use crate::{
     api::{AccessPolicy, SmartContractService, SmartContractServiceStatus},
-    context::{Context, FIELD_MANAGER, scoped_api},
-    finalizers,
-};
-use error::{Error, Invalid};
-use futures::StreamExt;
-use k8s_openapi::{
-    api::{
-        apps::v1::Deployment,
-        core::v1::{ConfigMap, ObjectReference, Pod, Secret},
+    context::{Context, FIELD_MANAGER, ObjectKey, scoped_api},
+    reconcile::{
+        Computed, Invalid, finalizers, publish, report_malformed, status::ReconciledKind,
+        write_status,
     },
-    apimachinery::pkg::apis::meta::v1::Time,
 };
+use error::Error;
+use futures::StreamExt;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::ListParams,
     core::DeserializeGuard,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
-        events::{Event, EventType},
+        events::EventType,
         reflector, watcher,
     },
 };
 use std::{future::Future, sync::Arc, time::Duration};
 use tracing::{debug, info, warn};
-use validate::PolicyLookup;
 
-pub const KIND: &str = "SmartContractService";
+pub const KIND: &str = <SmartContractService as ReconciledKind>::KIND;
 /// Held until the contract is retired on chain.
 pub const FINALIZER: &str = "kontrakt.dev/retire";
 /// `"true"` on a SmartContractService skips retiring on delete (e.g. the chain is gone for good).
@@ -71,7 +68,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(apply::slim)
+    .modify(crate::reconcile::apply::slim)
     .reflect(writer)
     .applied_objects()
     // Status-only changes (our own status writes) need no pass.
@@ -81,7 +78,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let (policies, writer) = reflector::store();
     let policy_events = watcher(scoped_api::<AccessPolicy>(&client, ns), Default::default())
         .default_backoff()
-        .modify(apply::slim)
+        .modify(crate::reconcile::apply::slim)
         .reflect(writer)
         .touched_objects()
         .predicate_filter(
@@ -165,8 +162,19 @@ pub(crate) struct Caches {
     pub policies: reflector::Store<AccessPolicy>,
 }
 
-fn key(scs: &SmartContractService) -> String {
-    format!("{}/{}", scs.namespace().unwrap_or_default(), scs.name_any())
+impl Caches {
+    /// Waits until every cache a pass reads holds its first full list. Read before, an
+    /// empty cache says "no Deployment" (the pass re-sends it and reports a Ready service
+    /// `SidecarNotAvailable`), "no AccessPolicy" or "no registry service": after every
+    /// operator start, Ready services flipped to False for a moment.
+    async fn wait_until_synced(&self) {
+        let _ = futures::join!(
+            self.owned.wait_until_ready(),
+            self.owned.wait_until_deployments_ready(),
+            self.services.wait_until_ready(),
+            self.policies.wait_until_ready(),
+        );
+    }
 }
 
 async fn reconcile(
@@ -176,26 +184,9 @@ async fn reconcile(
     let ctx = &reconciler.ctx;
     let scs = match &guard.0 {
         Ok(scs) => scs,
-        Err(malformed) => {
+        Err(_) => {
             // Cannot be reconciled until someone fixes it; say so once per change.
-            warn!(name = ?malformed.metadata.name, namespace = ?malformed.metadata.namespace, error = %malformed.error, "malformed SmartContractService");
-            ctx.metrics.failure(KIND, "MalformedObject");
-            let reference = ObjectReference {
-                api_version: Some(SmartContractService::api_version(&()).into()),
-                kind: Some(KIND.into()),
-                name: malformed.metadata.name.clone(),
-                namespace: malformed.metadata.namespace.clone(),
-                uid: malformed.metadata.uid.clone(),
-                ..Default::default()
-            };
-            publish(
-                ctx,
-                &reference,
-                EventType::Warning,
-                "MalformedObject",
-                &malformed.error,
-            )
-            .await;
+            report_malformed(ctx, &guard).await;
             return Ok(Action::await_change());
         }
     };
@@ -204,12 +195,12 @@ async fn reconcile(
         Api::namespaced(ctx.client.clone(), &scs.namespace().unwrap_or_default());
     if scs.meta().deletion_timestamp.is_some() {
         if !scs.finalizers().iter().any(|f| f == FINALIZER) {
+            ctx.forget_object(&ObjectKey::of(scs));
             return Ok(Action::await_change());
         }
         let action = retire::cleanup(scs, ctx).await?;
-        finalizers::remove(&api, scs, FINALIZER)
-            .await
-            .map_err(Error::Finalizer)?;
+        finalizers::remove(&api, scs, FINALIZER).await?;
+        ctx.forget_object(&ObjectKey::of(scs));
         return Ok(action);
     }
     // The finalizer goes on in the same pass as the first apply, concurrently
@@ -219,9 +210,8 @@ async fn reconcile(
         if scs.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(());
         }
-        finalizers::add(&api, scs, FINALIZER)
-            .await
-            .map_err(Error::Finalizer)
+        finalizers::add(&api, scs, FINALIZER).await?;
+        Ok::<_, Error>(())
     };
     let (added, action) = tokio::join!(
         add_finalizer,
@@ -241,8 +231,8 @@ fn error_policy(
     let Ok(scs) = &guard.0 else {
         return Action::await_change();
     };
-    let delay = ctx.backoff.next(&key(scs));
-    warn!(object = %key(scs), error = %error, retry_in_s = delay.as_secs(), "reconcile failed; retrying");
+    let delay = ctx.backoff.next(&ObjectKey::of(scs));
+    warn!(object = %ObjectKey::of(scs), error = %error, retry_in_s = delay.as_secs(), "reconcile failed; retrying");
     Action::requeue(delay)
 }
 
@@ -252,65 +242,25 @@ async fn reconcile_service(
     ctx: &Context,
     caches: Option<&Caches>,
 ) -> Result<Action, Error> {
+    if let Some(caches) = caches {
+        caches.wait_until_synced().await;
+    }
     let owned = caches.map(|c| &c.owned);
     let namespace = scs.namespace().unwrap_or_default();
     let client = &ctx.client;
 
-    // Dereference (the only reads of user objects; values stay in memory).
-    let key_ref = &scs.spec.signer.secret_key_ref;
-    let signer_key = read_secret_key(client, &namespace, &key_ref.name, &key_ref.key).await?;
-    let artifact_json = match &scs.spec.contract.artifact_ref {
-        Some(r) => Api::<ConfigMap>::namespaced(client.clone(), &namespace)
-            .get_opt(&r.name)
-            .await?
-            .and_then(|cm| cm.data)
-            .and_then(|mut d| d.remove(&r.key)),
-        None => None,
-    };
-    let policies = policies_in(ctx, caches, &namespace).await?;
-    let access_policy = match &scs.spec.access_policy_ref {
-        None => PolicyLookup::NotReferenced,
-        Some(r) => match policies.iter().find(|p| p.name_any() == r.name) {
-            None => PolicyLookup::PolicyNotFound,
-            Some(policy) => {
-                let registry = policy.spec.registry.name.clone();
-                if registry == scs.name_any() {
-                    PolicyLookup::Found {
-                        policy,
-                        registry_admin: None,
-                    }
-                } else {
-                    match registry_admin(ctx, caches, &namespace, &registry).await? {
-                        Ok((_, admin)) => PolicyLookup::Found {
-                            policy,
-                            registry_admin: Some(admin),
-                        },
-                        Err(lookup) => lookup,
-                    }
-                }
-            }
-        },
-    };
-    let refs = validate::References {
-        signer_key: signer_key.as_deref(),
-        artifact_json: artifact_json.as_deref(),
-        access_policy,
-        hosted_policies: policies
-            .iter()
-            .filter(|p| p.spec.registry.name == scs.name_any())
-            .map(|p| &**p)
-            .collect(),
-    };
-
+    let found = dereference::dereference(scs, ctx, caches).await?;
+    let refs = found.references(scs);
     let plan = match validate::validate(scs, &refs) {
         Ok(plan) => plan,
         Err(invalid) => return report_invalid(scs, ctx, &invalid).await,
     };
 
     let children = build::build(scs, &plan, &ctx.settings.sidecar_image);
-    let written = apply::apply(client, &namespace, children, owned).await?;
+    let owner = ObjectKey::of(scs);
+    let written = apply::apply(client, &namespace, children, owned, (&ctx.applied, &owner)).await?;
     if written > 0 {
-        info!(object = %key(scs), written, "applied owned objects");
+        info!(object = %ObjectKey::of(scs), written, "applied owned objects");
         publish(
             ctx,
             &scs.object_ref(&()),
@@ -347,102 +297,24 @@ async fn reconcile_service(
                     outcome.name_pod_failure(&trouble);
                 }
             }
-            Err(e) => debug!(object = %key(scs), error = %e, "cannot list the service's pods"),
+            Err(e) => {
+                debug!(object = %ObjectKey::of(scs), error = %e, "cannot list the service's pods")
+            }
         }
     }
-    write_status(scs, ctx, outcome.status, &outcome.conditions).await?;
+    write_service_status(scs, ctx, outcome.status, &outcome.conditions).await?;
 
     Ok(if outcome.chain_unreachable {
-        Action::requeue(ctx.backoff.next(&key(scs)))
+        Action::requeue(ctx.backoff.next(&ObjectKey::of(scs)))
     } else if outcome.ready {
-        ctx.backoff.reset(&key(scs));
-        ctx.progress.reset(&key(scs));
+        ctx.forget(&ObjectKey::of(scs));
         Action::requeue(ctx.settings.resync)
     } else {
-        ctx.backoff.reset(&key(scs));
-        Action::requeue(
-            ctx.progress
-                .next_in(&key(scs), scs.metadata.generation.unwrap_or_default()),
-        )
-    })
-}
-
-/// The value at `key` of Secret `name`, if both exist.
-pub(crate) async fn read_secret_key(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    key: &str,
-) -> Result<Option<Vec<u8>>, kube::Error> {
-    Ok(Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await?
-        .and_then(|s| s.data)
-        .and_then(|mut d| d.remove(key))
-        .map(|b| b.0))
-}
-
-/// The AccessPolicies of `namespace`, from the watch cache (or a list without one).
-async fn policies_in(
-    ctx: &Context,
-    caches: Option<&Caches>,
-    namespace: &str,
-) -> Result<Vec<Arc<AccessPolicy>>, kube::Error> {
-    Ok(match caches {
-        Some(c) => c
-            .policies
-            .state()
-            .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(namespace))
-            .collect(),
-        None => Api::<AccessPolicy>::namespaced(ctx.client.clone(), namespace)
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .map(Arc::new)
-            .collect(),
-    })
-}
-
-/// The registry service `name` and its admin (its signer's address), or why
-/// they cannot be known.
-pub(crate) async fn registry_admin(
-    ctx: &Context,
-    caches: Option<&Caches>,
-    namespace: &str,
-    name: &str,
-) -> Result<
-    Result<(SmartContractService, alloy::primitives::Address), PolicyLookup<'static>>,
-    kube::Error,
-> {
-    let registry = match caches {
-        Some(c) => c
-            .services
-            .get(&reflector::ObjectRef::new(name).within(namespace))
-            .and_then(|g| g.0.as_ref().ok().cloned()),
-        None => {
-            Api::<SmartContractService>::namespaced(ctx.client.clone(), namespace)
-                .get_opt(name)
-                .await?
-        }
-    };
-    let Some(registry) = registry else {
-        return Ok(Err(PolicyLookup::RegistryNotFound {
-            registry: name.into(),
-        }));
-    };
-    let key_ref = &registry.spec.signer.secret_key_ref;
-    let key = read_secret_key(&ctx.client, namespace, &key_ref.name, &key_ref.key).await?;
-    let admin = key
-        .and_then(|k| String::from_utf8(k).ok())
-        .and_then(|k| kontrakt_sidecar::key::parse_signer(&k))
-        .map(|signer| signer.address());
-    Ok(match admin {
-        Some(admin) => Ok((registry, admin)),
-        None => Err(PolicyLookup::RegistrySignerNotFound {
-            registry: name.into(),
-        }),
+        ctx.backoff.reset(&ObjectKey::of(scs));
+        Action::requeue(ctx.progress.next_in(
+            &ObjectKey::of(scs),
+            scs.metadata.generation.unwrap_or_default(),
+        ))
     })
 }
 
@@ -451,52 +323,31 @@ async fn report_invalid(
     ctx: &Context,
     invalid: &Invalid,
 ) -> Result<Action, Error> {
-    ctx.metrics.failure(KIND, invalid.reason);
+    ctx.metrics.failure(KIND, invalid.reason.as_str());
     let (status, conditions) = status::invalid(scs, invalid);
-    write_status(scs, ctx, status, &conditions).await?;
-    Ok(
-        if matches!(invalid.reason, "SignerSecretNotFound" | "ArtifactNotFound") {
-            Action::requeue(MISSING_REFERENCE_REQUEUE)
-        } else {
-            Action::await_change()
-        },
-    )
+    write_service_status(scs, ctx, status, &conditions).await?;
+    Ok(if invalid.reason.is_missing_reference() {
+        Action::requeue(MISSING_REFERENCE_REQUEUE)
+    } else {
+        Action::await_change()
+    })
 }
 
-/// Writes the status if it differs from the stored one, and publishes an Event
-/// for every condition whose status or reason changed. An unchanged pass writes nothing.
-async fn write_status(
+/// Writes the status (see [`write_status`]) and, when it did, one Event per kind of oracle
+/// request that failed or expired since the status it replaced.
+async fn write_service_status(
     scs: &SmartContractService,
     ctx: &Context,
-    mut status: SmartContractServiceStatus,
-    computed: &[status::Computed],
+    status: SmartContractServiceStatus,
+    computed: &[Computed],
 ) -> Result<(), Error> {
-    let old = scs.status.clone().unwrap_or_default();
-    let now = Time(jiff_now());
-    status.conditions =
-        status::merge_conditions(&old.conditions, computed, scs.metadata.generation, now);
-    if status == old {
+    let after = status.oracle.clone();
+    let Some(old) = write_status(scs, ctx, status, computed).await? else {
         return Ok(());
-    }
-    let api: Api<SmartContractService> =
-        Api::namespaced(ctx.client.clone(), &scs.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": SmartContractService::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &scs.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    };
     // Oracle requests that failed or expired since the last status: one Event
     // per kind and pass, with the counts (the requests themselves are on chain).
-    let (before, after) = (
-        old.oracle.clone().unwrap_or_default(),
-        status.oracle.clone(),
-    );
+    let before = old.oracle.unwrap_or_default();
     if let Some(after) = after {
         for (reason, then, now, what) in [
             (
@@ -521,71 +372,7 @@ async fn write_status(
             }
         }
     }
-    publish_transitions(ctx, &scs.object_ref(&()), &old.conditions, computed).await;
     Ok(())
-}
-
-/// One Event for every condition whose status or reason changed from `old`;
-/// a condition repeating another's reason and message (Ready often repeats
-/// the condition that holds it back) is said once.
-pub(crate) async fn publish_transitions(
-    ctx: &Context,
-    reference: &ObjectReference,
-    old: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    computed: &[status::Computed],
-) {
-    let mut published: Vec<(&str, &str)> = Vec::new();
-    for c in computed {
-        let before = old.iter().find(|o| o.type_ == c.type_);
-        let changed =
-            before.is_none_or(|b| (b.status == "True") != c.status || b.reason != c.reason);
-        let repeated = published.contains(&(c.reason, c.message.as_str()));
-        if changed && !repeated {
-            published.push((c.reason, c.message.as_str()));
-            let type_ = if c.status {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            publish(ctx, reference, type_, c.reason, &c.message).await;
-        }
-    }
-}
-
-fn jiff_now() -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::now()
-}
-
-/// Publishes an Event in the background: recording one never delays or
-/// fails a reconcile (under load an Event write takes as long as any other
-/// apiserver call, and a pass would otherwise wait for it).
-pub(crate) async fn publish(
-    ctx: &Context,
-    reference: &ObjectReference,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1024).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    let (recorder, reference, reason, writes) = (
-        ctx.recorder.clone(),
-        reference.clone(),
-        reason.to_owned(),
-        ctx.event_writes.clone(),
-    );
-    tokio::spawn(async move {
-        // Never closed: the permit only bounds the writes in flight.
-        let _permit = writes.acquire_owned().await;
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            warn!(error = %e, reason, "could not publish event");
-        }
-    });
 }
 
 #[cfg(test)]

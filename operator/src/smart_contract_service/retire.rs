@@ -2,18 +2,18 @@
 //! readable), then let the finalizer go so garbage collection removes the
 //! owned objects.
 
-use super::{SKIP_RETIRE_ANNOTATION, error::Error, publish};
+use super::{
+    SKIP_RETIRE_ANNOTATION,
+    error::{Error, RetireError},
+};
+use crate::reconcile::publish;
 use crate::{api::SmartContractService, context::Context};
 use alloy::{
-    primitives::Address, providers::Provider, rpc::types::TransactionRequest, sol_types::SolCall,
+    primitives::Address,
+    providers::{Provider, ProviderBuilder},
 };
 use k8s_openapi::api::core::v1::Secret;
-use kontrakt_sidecar::{
-    artifact::Artifact,
-    bindings::KontraktContract,
-    chain::Chain,
-    config::{ChainConfig, RetryConfig},
-};
+use kontrakt_protocol::bindings::KontraktContract;
 use kube::{Api, Resource, ResourceExt, runtime::controller::Action, runtime::events::EventType};
 use tracing::info;
 
@@ -62,7 +62,7 @@ pub async fn cleanup(scs: &SmartContractService, ctx: &Context) -> Result<Action
         .and_then(|s| s.data)
         .and_then(|mut d| d.remove(&key_ref.key))
         .and_then(|b| String::from_utf8(b.0).ok())
-        .and_then(|text| kontrakt_sidecar::key::parse_signer(&text));
+        .and_then(|text| kontrakt_protocol::key::parse_signer(&text));
     let Some(signer) = key else {
         // Deleting a namespace removes the Secret too; holding the object forever would block that.
         return skip(
@@ -75,22 +75,35 @@ pub async fn cleanup(scs: &SmartContractService, ctx: &Context) -> Result<Action
         .await;
     };
 
-    let config = ChainConfig {
-        rpc_url,
-        chain_id: u64::try_from(scs.spec.chain.chain_id).unwrap_or_default(),
-        retry: RetryConfig {
-            max_attempts: 2,
-            ..Default::default()
-        },
+    let url = rpc_url
+        .parse()
+        .map_err(|_| RetireError::InvalidUrl(rpc_url.clone()))?;
+    let provider = ProviderBuilder::new().wallet(signer).connect_http(url);
+    let limit = ctx.settings.chain_timeout;
+    let unanswered = |call| {
+        move |_| RetireError::Unanswered {
+            call,
+            secs: limit.as_secs(),
+        }
     };
-    let chain = Chain::connect(&config, signer)
+    let failed = |call| {
+        move |e: &dyn std::fmt::Display| RetireError::Rpc {
+            call,
+            reason: e.to_string(),
+        }
+    };
+    let expected = u64::try_from(scs.spec.chain.chain_id).unwrap_or_default();
+    let actual = tokio::time::timeout(limit, provider.get_chain_id())
         .await
-        .map_err(|e| Error::Retire(e.to_string()))?;
-    let provider = chain.provider();
-    let code = provider
-        .get_code_at(logic)
+        .map_err(unanswered("eth_chainId"))?
+        .map_err(|e| failed("eth_chainId")(&e))?;
+    if actual != expected {
+        return Err(RetireError::WrongChain { expected, actual }.into());
+    }
+    let code = tokio::time::timeout(limit, provider.get_code_at(logic).into_future())
         .await
-        .map_err(|e| Error::Retire(e.to_string()))?;
+        .map_err(unanswered("eth_getCode"))?
+        .map_err(|e| failed("eth_getCode")(&e))?;
     if code.is_empty() {
         return skip(
             "RetireSkipped",
@@ -98,21 +111,24 @@ pub async fn cleanup(scs: &SmartContractService, ctx: &Context) -> Result<Action
         )
         .await;
     }
-    let retired = KontraktContract::new(logic, provider)
-        .retired()
-        .call()
+    let contract = KontraktContract::new(logic, &provider);
+    let retired = tokio::time::timeout(limit, contract.retired().call().into_future())
         .await
-        .map_err(|e| Error::Retire(e.to_string()))?;
+        .map_err(unanswered("retired()"))?
+        .map_err(|e| failed("retired()")(&e))?;
     if !retired {
-        let abi = Artifact::builtin("KontraktContract").map(|a| a.abi).ok();
-        let abis: Vec<_> = abi.iter().collect();
-        let tx = TransactionRequest::default()
-            .to(logic)
-            .input(KontraktContract::retireCall {}.abi_encode().into());
-        let receipt = chain
-            .send("retire", tx, &abis)
+        let receipt = contract
+            .retire()
+            .send()
             .await
-            .map_err(|e| Error::Retire(e.to_string()))?;
+            .map_err(|e| failed("retire()")(&e))?
+            .with_timeout(Some(limit * 6))
+            .get_receipt()
+            .await
+            .map_err(|e| failed("retire()")(&e))?;
+        if !receipt.status() {
+            return Err(RetireError::Reverted(receipt.transaction_hash).into());
+        }
         info!(object = %reference.name.clone().unwrap_or_default(), %logic, tx = %receipt.transaction_hash, "retired contract");
     }
     publish(

@@ -2,21 +2,21 @@
 //! and the chain itself (read-only RPC: code at the deterministic addresses,
 //! the database's writer). Written only when it changes.
 
-use super::{error::Invalid, pod_failure::PodTrouble, validate::Plan};
+use super::{pod_failure::PodTrouble, validate::Plan};
 use crate::api::{
     OracleCounters, Phase, SmartContractService, SmartContractServiceStatus, condition,
 };
 use crate::context::ChainReaders;
-use crate::views::{OracleView, ROLE_ORACLE, RegistryView, member_status};
+use crate::reconcile::{Computed, Invalid};
 use alloy::{
     primitives::{Address, B256, keccak256},
     providers::{DynProvider, Provider},
 };
-use k8s_openapi::{
-    api::apps::v1::Deployment,
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
-};
-use kontrakt_sidecar::bindings::{ContractDatabase, KontraktContract};
+use k8s_openapi::api::apps::v1::Deployment;
+use kontrakt_protocol::bindings::{ContractDatabase, EnrollmentRegistry, KontraktContract};
+use kontrakt_protocol::config::Role;
+use kontrakt_protocol::views::oracle::OracleStats;
+use kontrakt_protocol::views::registry::MemberStatus;
 use std::time::Duration;
 
 /// What the chain says about the pair.
@@ -55,21 +55,12 @@ pub enum SignerEnrollment {
     RegistryNotDeployed,
     /// `statusOf(signer)`; `admin`: the signer administers the registry (holds every role).
     Member {
-        status: u8,
+        status: MemberStatus,
         /// Enrolled now (not pending, suspended, revoked or expired).
         active: bool,
         admin: bool,
         oracle: bool,
     },
-}
-
-/// `KontraktOracle.oracleStats()`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct OracleStats {
-    pub requested: u64,
-    pub fulfilled: u64,
-    pub failed: u64,
-    pub expired: u64,
 }
 
 /// Reads the pair's state from the chain; every call bounded by `timeout`.
@@ -104,12 +95,17 @@ async fn read_chain(plan: &Plan, provider: &DynProvider) -> Result<ChainState, S
         let Some(registry) = registry else {
             return Ok(None);
         };
-        let view = RegistryView::new(registry, provider);
+        let view = EnrollmentRegistry::new(registry, provider);
         let (code, member, admin, oracle) = tokio::join!(
             provider.get_code_at(registry).block_id(at).into_future(),
             async { view.statusOf(signer).call().block(at).await },
             async { view.admin().call().block(at).await },
-            async { view.isEnrolled(signer, ROLE_ORACLE).call().block(at).await },
+            async {
+                view.isEnrolled(signer, Role::Oracle.number())
+                    .call()
+                    .block(at)
+                    .await
+            },
         );
         if code.map_err(|e| e.to_string())?.is_empty() {
             return Ok(Some(SignerEnrollment::RegistryNotDeployed));
@@ -120,8 +116,8 @@ async fn read_chain(plan: &Plan, provider: &DynProvider) -> Result<ChainState, S
             .map(|d| d.as_secs())
             .unwrap_or_default();
         Ok::<_, String>(Some(SignerEnrollment::Member {
-            status: member.status,
-            active: member.status == member_status::ENROLLED
+            status: MemberStatus::from_number(member.status),
+            active: MemberStatus::from_number(member.status) == MemberStatus::Enrolled
                 && (member.expiresAt == 0 || member.expiresAt > now),
             admin: admin.map_err(|e| e.to_string())? == signer,
             oracle: oracle.map_err(|e| e.to_string())?,
@@ -129,18 +125,9 @@ async fn read_chain(plan: &Plan, provider: &DynProvider) -> Result<ChainState, S
     };
     let read_oracle = async {
         // A logic contract without the oracle part answers with a revert: no counters.
-        OracleView::new(plan.addresses.logic, provider)
-            .oracleStats()
-            .call()
-            .block(at)
+        OracleStats::read(provider, plan.addresses.logic, at)
             .await
             .ok()
-            .map(|s| OracleStats {
-                requested: s.requested,
-                fulfilled: s.fulfilled,
-                failed: s.failed,
-                expired: s.expired,
-            })
     };
     let (database_code, logic_code, writer, writer_version, retired, enrollment, oracle) = tokio::join!(
         provider
@@ -178,15 +165,6 @@ async fn read_chain(plan: &Plan, provider: &DynProvider) -> Result<ChainState, S
         enrollment,
         oracle: if logic_code.is_some() { oracle } else { None },
     }))
-}
-
-/// A condition as computed this pass (times are filled in by [`merge_conditions`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Computed {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: &'static str,
-    pub message: String,
 }
 
 /// The outcome of one pass: the status to write and how soon to look again.
@@ -365,12 +343,12 @@ fn enrolled_condition(e: &SignerEnrollment) -> Computed {
             "SignerNotEnrolled",
             format!(
                 "the signer is not enrolled in the AccessPolicy's registry (status: {})",
-                match *status {
-                    member_status::NONE => "never requested",
-                    member_status::PENDING => "join request pending",
-                    member_status::SUSPENDED => "suspended",
-                    member_status::REVOKED => "revoked",
-                    _ => "expired",
+                match status {
+                    MemberStatus::None => "never requested",
+                    MemberStatus::Pending => "join request pending",
+                    MemberStatus::Suspended => "suspended",
+                    MemberStatus::Revoked => "revoked",
+                    MemberStatus::Rejected | MemberStatus::Enrolled => "expired",
                 }
             ),
         ),
@@ -514,35 +492,6 @@ fn deployed_condition(plan: &Plan, pair: &PairState, wanted: u64) -> Computed {
     )
 }
 
-/// The status conditions to write: computed ones, keeping `lastTransitionTime`
-/// of those whose status did not change (so an unchanged pass writes nothing).
-pub fn merge_conditions(
-    old: &[Condition],
-    computed: &[Computed],
-    generation: Option<i64>,
-    now: Time,
-) -> Vec<Condition> {
-    computed
-        .iter()
-        .map(|c| {
-            let status = if c.status { "True" } else { "False" };
-            let previous = old.iter().find(|o| o.type_ == c.type_);
-            let since = match previous {
-                Some(p) if p.status == status => p.last_transition_time.clone(),
-                _ => now.clone(),
-            };
-            Condition {
-                type_: c.type_.into(),
-                status: status.into(),
-                reason: c.reason.into(),
-                message: c.message.clone(),
-                observed_generation: generation,
-                last_transition_time: since,
-            }
-        })
-        .collect()
-}
-
 /// Status for a spec that cannot work: Ready=False with the reason.
 pub fn invalid(
     scs: &SmartContractService,
@@ -557,7 +506,7 @@ pub fn invalid(
     let ready = Computed {
         type_: condition::READY,
         status: false,
-        reason: invalid.reason,
+        reason: invalid.reason.as_str(),
         message: invalid.message.clone(),
     };
     (status, vec![ready])

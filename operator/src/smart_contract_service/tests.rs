@@ -2,15 +2,17 @@
 
 use super::{
     build::{CONFIG_HASH_ANNOTATION, build},
-    status::{ChainState, PairState, compute, merge_conditions},
+    status::{ChainState, PairState, compute},
     validate::{References, validate},
 };
 use crate::api::{Phase, SmartContractService};
+use crate::reconcile::conditions::merge_conditions;
 use alloy::primitives::Address;
 use k8s_openapi::{
     api::apps::v1::{Deployment, DeploymentStatus},
     apimachinery::pkg::apis::meta::v1::Time,
 };
+use kontrakt_protocol::views::registry::MemberStatus;
 
 /// anvil's first development key: public test material.
 pub(super) const DEV_KEY: &[u8] =
@@ -364,7 +366,7 @@ fn unchanged_conditions_keep_their_transition_time() {
     assert!(again.iter().all(|c| c.last_transition_time == t0));
 }
 
-fn ready_of(outcome: &super::status::Outcome) -> &super::status::Computed {
+fn ready_of(outcome: &super::status::Outcome) -> &crate::reconcile::Computed {
     outcome
         .conditions
         .iter()
@@ -395,7 +397,7 @@ fn the_signer_must_be_enrolled_in_its_registry_to_be_ready() {
         &scs,
         &plan,
         Some(&available(1)),
-        &ChainState::Observed(member(4, false, false)),
+        &ChainState::Observed(member(MemberStatus::Revoked, false, false)),
     );
     assert!(!revoked.ready);
     assert_eq!(ready_of(&revoked).reason, "SignerNotEnrolled");
@@ -411,7 +413,7 @@ fn the_signer_must_be_enrolled_in_its_registry_to_be_ready() {
         &scs,
         &plan,
         Some(&available(1)),
-        &ChainState::Observed(member(0, false, true)),
+        &ChainState::Observed(member(MemberStatus::None, false, true)),
     );
     assert!(admin.ready, "{:?}", admin.conditions);
     let enrolled = admin

@@ -1,11 +1,15 @@
 //! Validate: the spec plus what it references (read by the caller) → a
 //! [`Plan`] that `build` and `status` use, or an [`Invalid`] reason. Pure.
 
-use super::error::Invalid;
 use crate::access_policy::render;
 use crate::api::{AccessPolicy, ContractTemplate, DatabaseMode, HttpMethod, SmartContractService};
+use crate::reconcile::{Invalid, InvalidReason};
 use alloy::primitives::Address;
-use kontrakt_sidecar::{
+use kontrakt_protocol::mounts::{
+    ARTIFACT_DIR, ARTIFACT_FILE, ORACLE_HEADER_FILE, ORACLE_HEADERS_DIR, SIDECAR_PORT, SIGNER_DIR,
+    SIGNER_FILE,
+};
+use kontrakt_protocol::{
     PairAddresses, PairSpec, SidecarConfig,
     artifact::Artifact,
     config::{
@@ -15,19 +19,6 @@ use kontrakt_sidecar::{
     pair_addresses,
 };
 use kube::ResourceExt;
-
-/// Where the sidecar finds what the pod mounts.
-pub const CONFIG_DIR: &str = "/etc/kontrakt";
-pub const CONFIG_FILE: &str = "config.yaml";
-pub const SIGNER_DIR: &str = "/var/run/kontrakt/signer";
-pub const SIGNER_FILE: &str = "key";
-pub const ARTIFACT_DIR: &str = "/etc/kontrakt/artifact";
-pub const ARTIFACT_FILE: &str = "artifact.json";
-/// Oracle header values: Secret `i` (in spec order) is mounted at `<dir>/<i>/<file>`.
-pub const ORACLE_HEADERS_DIR: &str = "/var/run/kontrakt/oracle-headers";
-pub const ORACLE_HEADER_FILE: &str = "value";
-/// The sidecar's HTTP port (health, readiness, contract view, events).
-pub const SIDECAR_PORT: u16 = 8080;
 
 /// What the referenced objects hold, as read by the reconciler.
 #[derive(Default)]
@@ -87,16 +78,16 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
     let key_ref = &spec.signer.secret_key_ref;
     let key = refs.signer_key.ok_or_else(|| {
         Invalid::new(
-            "SignerSecretNotFound",
+            InvalidReason::SignerSecretNotFound,
             format!(
                 "Secret {:?} with key {:?} not found",
                 key_ref.name, key_ref.key
             ),
         )
     })?;
-    let signer = std::str::from_utf8(key).ok().and_then(kontrakt_sidecar::key::parse_signer).ok_or_else(|| {
+    let signer = std::str::from_utf8(key).ok().and_then(kontrakt_protocol::key::parse_signer).ok_or_else(|| {
         Invalid::new(
-            "SignerKeyInvalid",
+            InvalidReason::SignerKeyInvalid,
             format!(
                 "Secret {:?} key {:?} does not hold a private key (64 hex digits, optionally 0x-prefixed)",
                 key_ref.name, key_ref.key
@@ -111,7 +102,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
         // (it may carry credentials) must not be copied into a ConfigMap.
         (None, _) => {
             return Err(Invalid::new(
-                "RpcUrlSecretNotSupported",
+                InvalidReason::RpcUrlSecretNotSupported,
                 "chain.rpcUrlSecretRef is not supported by this sidecar version yet; use chain.rpcUrl",
             ));
         }
@@ -122,13 +113,13 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             (Some(template), _) => {
                 let name = template_name(*template);
                 let artifact = Artifact::builtin_shared(name)
-                    .map_err(|e| Invalid::new("ArtifactInvalid", e.to_string()))?;
+                    .map_err(|e| Invalid::new(InvalidReason::ArtifactInvalid, e.to_string()))?;
                 (Some(name.to_owned()), None, artifact)
             }
             (None, Some(r)) => {
                 let json = refs.artifact_json.ok_or_else(|| {
                     Invalid::new(
-                        "ArtifactNotFound",
+                        InvalidReason::ArtifactNotFound,
                         format!("ConfigMap {:?} with key {:?} not found", r.name, r.key),
                     )
                 })?;
@@ -136,7 +127,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
                     .map(std::sync::Arc::new)
                     .map_err(|e| {
                         Invalid::new(
-                            "ArtifactInvalid",
+                            InvalidReason::ArtifactInvalid,
                             format!("ConfigMap {:?} key {:?}: {e}", r.name, r.key),
                         )
                     })?;
@@ -148,7 +139,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             }
             (None, None) => {
                 return Err(Invalid::new(
-                    "ArtifactMissing",
+                    InvalidReason::ArtifactMissing,
                     "one of contract.template or contract.artifactRef is required",
                 ));
             }
@@ -159,14 +150,14 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
         (DatabaseMode::Existing, Some(address)) => DatabaseConfig::Existing {
             address: address.parse().map_err(|_| {
                 Invalid::new(
-                    "DatabaseAddressInvalid",
+                    InvalidReason::DatabaseAddressInvalid,
                     format!("{address:?} is not an address"),
                 )
             })?,
         },
         (DatabaseMode::Existing, None) => {
             return Err(Invalid::new(
-                "DatabaseAddressMissing",
+                InvalidReason::DatabaseAddressMissing,
                 "database.address is required with mode Existing",
             ));
         }
@@ -182,19 +173,19 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
                 .map(|r| r.name.as_str())
                 .unwrap_or_default();
             return Err(Invalid::new(
-                "AccessPolicyNotFound",
+                InvalidReason::AccessPolicyNotFound,
                 format!("AccessPolicy {policy:?} not found"),
             ));
         }
         PolicyLookup::RegistryNotFound { registry } => {
             return Err(Invalid::new(
-                "RegistryNotFound",
+                InvalidReason::RegistryNotFound,
                 format!("the AccessPolicy's registry SmartContractService {registry:?} not found"),
             ));
         }
         PolicyLookup::RegistrySignerNotFound { registry } => {
             return Err(Invalid::new(
-                "RegistrySignerNotFound",
+                InvalidReason::RegistrySignerNotFound,
                 format!(
                     "the signer Secret of the registry SmartContractService {registry:?} is missing or holds no key"
                 ),
@@ -204,7 +195,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             policy,
             registry_admin,
         } => (
-            Some(kontrakt_sidecar::addresses::registry_address(
+            Some(kontrakt_protocol::addresses::registry_address(
                 &namespace,
                 &policy.spec.registry.name,
                 registry_admin.unwrap_or(admin),
@@ -221,16 +212,21 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
     let enrollment = render::enrollment(&refs.hosted_policies, admin, &endpoint_names);
     let hosted_registry = enrollment
         .is_some()
-        .then(|| kontrakt_sidecar::addresses::registry_address(&namespace, &name, admin));
+        .then(|| kontrakt_protocol::addresses::registry_address(&namespace, &name, admin));
 
     let version = u64::try_from(spec.contract.version)
         .ok()
         .filter(|v| *v >= 1)
-        .ok_or_else(|| Invalid::new("VersionInvalid", "contract.version must be >= 1"))?;
+        .ok_or_else(|| {
+            Invalid::new(
+                InvalidReason::VersionInvalid,
+                "contract.version must be >= 1",
+            )
+        })?;
     let chain_id = u64::try_from(spec.chain.chain_id)
         .ok()
         .filter(|id| *id >= 1)
-        .ok_or_else(|| Invalid::new("ChainIdInvalid", "chain.chainId must be >= 1"))?;
+        .ok_or_else(|| Invalid::new(InvalidReason::ChainIdInvalid, "chain.chainId must be >= 1"))?;
 
     let mut sidecar_config = SidecarConfig {
         chain: ChainConfig {
@@ -290,7 +286,7 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
             .iter_mut()
             .find(|e| e.name == endpoint.name)
         {
-            e.headers.push(kontrakt_sidecar::config::OracleHeader {
+            e.headers.push(kontrakt_protocol::config::OracleHeader {
                 name: header.name.clone(),
                 value_file: format!("{ORACLE_HEADERS_DIR}/{i}/{ORACLE_HEADER_FILE}").into(),
             });
@@ -298,10 +294,10 @@ pub fn validate(scs: &SmartContractService, refs: &References<'_>) -> Result<Pla
     }
     sidecar_config
         .validate()
-        .map_err(|e| Invalid::new("SidecarConfigInvalid", e.to_string()))?;
+        .map_err(|e| Invalid::new(InvalidReason::SidecarConfigInvalid, e.to_string()))?;
 
     let addresses = pair_addresses(&PairSpec::from_config(&sidecar_config, admin, &artifact))
-        .map_err(|e| Invalid::new("ArtifactInvalid", e.to_string()))?;
+        .map_err(|e| Invalid::new(InvalidReason::ArtifactInvalid, e.to_string()))?;
 
     let rendered = sidecar_config.to_yaml();
     let config_hash = alloy::primitives::keccak256(

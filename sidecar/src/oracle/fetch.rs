@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::OracleErrorCode;
-use super::result::{JsonPath, JsonPathError};
-use crate::config::OracleEndpoint;
+use kontrakt_protocol::config::OracleEndpoint;
+use kontrakt_protocol::json_path::{JsonPath, JsonPathError};
 
 /// Why one attempt at an endpoint gave no value.
 #[derive(Debug, thiserror::Error)]

@@ -44,32 +44,13 @@ use tokio::task::JoinSet;
 
 pub use fetch::{Endpoint, EndpointError, FetchError};
 pub use request::OracleRequest;
-pub use result::{Callback, JsonPath, JsonPathError};
+pub use result::Callback;
 
 use crate::chain::{Chain, ChainError};
-use crate::config::OracleConfig;
+use kontrakt_protocol::config::OracleConfig;
 
-/// Typed bindings of the oracle request bookkeeping (`OracleRequests`, the same functions and
-/// events in every contract that uses the oracle) and of the logic contracts' base.
-pub mod contract {
-    #![allow(missing_docs, clippy::too_many_arguments)]
-    alloy::sol!(
-        #[sol(rpc)]
-        #[derive(Debug)]
-        OracleRequests,
-        "contracts/out/OracleRequests.json"
-    );
-    pub mod logic {
-        alloy::sol!(
-            #[sol(rpc)]
-            #[derive(Debug)]
-            KontraktOracle,
-            "contracts/out/KontraktOracle.json"
-        );
-    }
-    pub use logic::KontraktOracle;
-}
-use contract::OracleRequests;
+use kontrakt_protocol::bindings::OracleRequests;
+use kontrakt_protocol::views::oracle::OracleStats;
 
 /// How often the loop asks the node for new blocks.
 const POLL: Duration = Duration::from_millis(100);
@@ -222,48 +203,6 @@ impl OracleCounters {
     }
 }
 
-/// The contract's counters, from one `oracleStats()` call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OracleStats {
-    pub requested: u64,
-    pub fulfilled: u64,
-    pub failed: u64,
-    pub expired: u64,
-}
-
-impl OracleStats {
-    /// Requests neither answered nor cancelled (some may be past their deadline).
-    pub fn pending(&self) -> u64 {
-        self.requested
-            .saturating_sub(self.fulfilled + self.failed + self.expired)
-    }
-
-    /// `oracleStats()` of `contract` (a logic contract or the registry) at `block` (latest
-    /// when `None`).
-    pub async fn read(
-        chain: &Chain,
-        contract: Address,
-        block: Option<u64>,
-    ) -> Result<Self, ChainError> {
-        let c = OracleRequests::new(contract, chain.provider());
-        let mut call = c.oracleStats();
-        if let Some(b) = block {
-            call = call.block(b.into());
-        }
-        let s = call
-            .call()
-            .await
-            .map_err(|e| rpc_error("oracleStats()", e))?;
-        Ok(Self {
-            requested: s.requested,
-            fulfilled: s.fulfilled,
-            failed: s.failed,
-            expired: s.expired,
-        })
-    }
-}
-
 /// Whether a contract's ABI makes oracle requests (built on `OracleRequests`).
 pub fn is_oracle_contract(abi: &JsonAbi) -> bool {
     abi.events.contains_key("OracleRequest") && abi.functions.contains_key("fulfil")
@@ -386,7 +325,7 @@ impl Oracle {
             .chain
             .with_retry("eth_blockNumber", || p.get_block_number().into_future())
             .await?;
-        let stats = OracleStats::read(&self.chain, self.contract, Some(head)).await?;
+        let stats = OracleStats::read(p, self.contract, head.into()).await?;
         let want = stats.pending() as usize;
         let mut found = Vec::new();
         let mut answered = HashSet::new();
@@ -750,14 +689,14 @@ mod tests {
 
     #[test]
     fn error_codes_match_the_contract() {
-        let abi = crate::artifact::Artifact::builtin("KontraktOracle")
+        let abi = kontrakt_protocol::artifact::Artifact::builtin("KontraktOracle")
             .unwrap()
             .abi;
         assert!(is_oracle_contract(&abi));
         // The numbers are part of the on-chain protocol (see OracleRequests.sol).
         assert_eq!(OracleErrorCode::UnknownEndpoint.as_u16(), 1);
         assert_eq!(OracleErrorCode::SecretUnreadable.as_u16(), 11);
-        let registry = crate::artifact::Artifact::builtin("EnrollmentRegistry")
+        let registry = kontrakt_protocol::artifact::Artifact::builtin("EnrollmentRegistry")
             .unwrap()
             .abi;
         assert!(is_oracle_contract(&registry), "the registry verifies joins");

@@ -5,7 +5,7 @@ use alloy::primitives::{B256, Bytes, FixedBytes, keccak256};
 use alloy::rpc::types::Log;
 use alloy::sol_types::{SolEvent, SolValue};
 
-use super::contract::OracleRequests;
+use kontrakt_protocol::bindings::OracleRequests;
 
 /// One request as its event tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]

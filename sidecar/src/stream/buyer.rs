@@ -7,12 +7,13 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 
-use super::market::{DataMarket, market_artifact};
+use super::market::market_artifact;
 use super::merkle;
 use super::publisher::unix_now;
 use super::server::{MessagesPage, StreamDenied};
 use crate::access::sign_request;
 use crate::chain::{Chain, ChainError};
+use kontrakt_protocol::bindings::DataMarket;
 
 /// What went wrong for the buyer.
 #[derive(Debug, thiserror::Error)]

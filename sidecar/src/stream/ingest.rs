@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-use super::config::{HttpSource, MqttSource, Source, SourceConfig};
 use super::log::MAX_MESSAGE_BYTES;
 use super::publisher::{Rejected, Stream};
+use kontrakt_protocol::stream_config::{HttpSource, MqttSource, Source, SourceConfig};
 
 /// Runs the configured source until `shutdown`.
 pub async fn run_source(

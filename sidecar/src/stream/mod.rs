@@ -4,12 +4,9 @@
 //! never goes on chain. [`buyer`] is the other side: subscribe, fetch, verify, rate.
 
 pub mod buyer;
-pub mod config;
 pub mod ingest;
 pub mod log;
 pub mod market;
 pub mod merkle;
 pub mod publisher;
 pub mod server;
-
-pub use config::StreamConfig;

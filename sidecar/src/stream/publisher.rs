@@ -10,12 +10,13 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::config::StreamConfig;
 use super::log::{LogError, MessageLog, SealedBatch};
-use super::market::{self, DataMarket, MarketError};
+use super::market::{self, MarketError};
 use crate::chain::{Chain, ChainError};
-use crate::config::ConfigError;
-use crate::key::{KeyError, load_signer};
+use kontrakt_protocol::bindings::DataMarket;
+use kontrakt_protocol::config::ConfigError;
+use kontrakt_protocol::key::{KeyError, load_signer};
+use kontrakt_protocol::stream_config::StreamConfig;
 
 /// Why the publisher stopped.
 #[derive(Debug, thiserror::Error)]

@@ -22,13 +22,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::market::DataMarket;
 use super::merkle::ProofStep;
 use super::publisher::{Stream, unix_now};
 use crate::access::{Denied, verify_signature};
 use crate::chain::Chain;
-use crate::config::Role;
-use crate::enrollment::EnrollmentRegistry;
+use kontrakt_protocol::bindings::DataMarket;
+use kontrakt_protocol::bindings::EnrollmentRegistry;
+use kontrakt_protocol::config::Role;
 
 /// Most messages one request returns.
 pub const MAX_PAGE: u64 = 1000;

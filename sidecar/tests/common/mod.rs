@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kontrakt_sidecar::config::{
+use kontrakt_protocol::config::{
     ChainConfig, ContractConfig, DatabaseConfig, InteropConfig, OracleConfig, RetryConfig,
     SidecarConfig, SignerConfig,
 };

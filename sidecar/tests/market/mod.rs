@@ -5,9 +5,10 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
+use kontrakt_protocol::bindings::EnrollmentRegistry;
+use kontrakt_protocol::config::{ChainConfig, Role};
 use kontrakt_sidecar::chain::{Chain, ChainError};
-use kontrakt_sidecar::config::{ChainConfig, Role};
-use kontrakt_sidecar::enrollment::{EnrollmentReconciler, EnrollmentRegistry, registry_artifact};
+use kontrakt_sidecar::enrollment::{EnrollmentReconciler, registry_artifact};
 use kontrakt_sidecar::stream::market::market_artifact;
 
 use crate::common::{Anvil, CHAIN_ID, fast_retry};

@@ -1,7 +1,7 @@
 //! The one place that computes the pair's deterministic addresses, without a chain.
 //!
 //! Both contracts are created with CREATE2 through the deterministic-deployment proxy
-//! ([`crate::factory::DETERMINISTIC_DEPLOYER`]), so an address depends only on the salt and
+//! ([`DETERMINISTIC_DEPLOYER`]), so an address depends only on the salt and
 //! the initcode (creation code + constructor arguments):
 //!
 //! - database salt = `keccak256("kontrakt/database/" ++ namespace ++ "/" ++ name)`,
@@ -17,12 +17,15 @@
 
 use std::collections::BTreeMap;
 
-use alloy::primitives::{Address, B256, Bytes, keccak256};
+use alloy::primitives::{Address, B256, Bytes, address, keccak256};
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{Artifact, ArtifactError, ArtifactRole};
 use crate::config::{DatabaseConfig, SidecarConfig};
-use crate::factory::DETERMINISTIC_DEPLOYER;
+
+/// Address of the deterministic-deployment proxy (Arachnid's CREATE2 factory, the same on
+/// every chain); called with `salt ++ initcode`.
+pub const DETERMINISTIC_DEPLOYER: Address = address!("4e59b44847b379578588920ca78fbf26c0b4956c");
 
 /// `immutableReferences` key of the logic's database address (set by `KontraktContract`).
 pub const IMMUTABLE_DATABASE: &str = "KontraktContract._database";

@@ -41,7 +41,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256, U256};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{ChainConfig, ConfigError, SignerConfig};
+use crate::config::{ChainConfig, ConfigError, SignerConfig, default_listen};
 
 /// The whole publisher configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,10 +60,6 @@ pub struct StreamConfig {
     /// Where the subscriber API, health and metrics listen.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-}
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 8080))
 }
 
 /// What the stream is and what it costs.
@@ -188,7 +184,7 @@ impl MqttSource {
                 self.broker_url
             ))
         };
-        let url = reqwest::Url::parse(&self.broker_url).map_err(|_| bad())?;
+        let url = url::Url::parse(&self.broker_url).map_err(|_| bad())?;
         if url.scheme() != "mqtt" {
             return Err(bad());
         }
@@ -266,7 +262,7 @@ impl StreamConfig {
         }
         match self.source.kind()? {
             Source::Http(h) => {
-                match reqwest::Url::parse(&h.url) {
+                match url::Url::parse(&h.url) {
                     Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
                     _ => {
                         return invalid(format!(

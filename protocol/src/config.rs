@@ -109,8 +109,8 @@ pub struct SidecarConfig {
     pub access: Option<AccessConfig>,
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 8080))
+pub(crate) fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], crate::mounts::SIDECAR_PORT))
 }
 
 /// The chain the pair lives on.
@@ -310,7 +310,7 @@ impl OracleConfig {
             if !names.insert(e.name.as_str()) {
                 return invalid(format!("{at}: the name is used twice"));
             }
-            match reqwest::Url::parse(&e.url) {
+            match url::Url::parse(&e.url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
                 _ => return invalid(format!("{at}: url must be an http:// or https:// URL")),
             }
@@ -321,12 +321,12 @@ impl OracleConfig {
                 return invalid(format!("{at}: timeoutSeconds must be >= 1"));
             }
             if let Some(path) = &e.result_path
-                && let Err(err) = crate::oracle::JsonPath::parse(path)
+                && let Err(err) = crate::json_path::JsonPath::parse(path)
             {
                 return invalid(format!("{at}: resultPath {path:?}: {err}"));
             }
             for h in &e.headers {
-                if reqwest::header::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+                if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
                     return invalid(format!("{at}: {:?} is not a valid header name", h.name));
                 }
             }

@@ -73,7 +73,7 @@ macro_rules! builtins {
         pub const BUILTIN_NAMES: &[&str] = &[$($name),*];
         fn builtin_json(name: &str) -> Option<&'static str> {
             match name {
-                $($name => Some(include_str!(concat!("../contracts/out/", $name, ".json"))),)*
+                $($name => Some(include_str!(concat!("../../sidecar/contracts/out/", $name, ".json"))),)*
                 _ => None,
             }
         }

@@ -123,13 +123,6 @@ impl Owned {
         );
     }
 
-    /// Waits until the Deployment cache holds its first full list too. It is fed by the
-    /// controller's `owns_stream`, so it cannot be awaited before the controller starts:
-    /// every pass awaits it instead (at once, after the first list).
-    pub async fn wait_until_deployments_ready(&self) {
-        let _ = self.deployments.wait_until_ready().await;
-    }
-
     /// The cached Deployment `namespace/name`.
     pub fn deployment(&self, namespace: &str, name: &str) -> Option<Deployment> {
         self.deployments

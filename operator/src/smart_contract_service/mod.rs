@@ -162,21 +162,6 @@ pub(crate) struct Caches {
     pub policies: reflector::Store<AccessPolicy>,
 }
 
-impl Caches {
-    /// Waits until every cache a pass reads holds its first full list. Read before, an
-    /// empty cache says "no Deployment" (the pass re-sends it and reports a Ready service
-    /// `SidecarNotAvailable`), "no AccessPolicy" or "no registry service": after every
-    /// operator start, Ready services flipped to False for a moment.
-    async fn wait_until_synced(&self) {
-        let _ = futures::join!(
-            self.owned.wait_until_ready(),
-            self.owned.wait_until_deployments_ready(),
-            self.services.wait_until_ready(),
-            self.policies.wait_until_ready(),
-        );
-    }
-}
-
 async fn reconcile(
     guard: Arc<DeserializeGuard<SmartContractService>>,
     reconciler: Arc<Reconciler>,
@@ -242,9 +227,6 @@ async fn reconcile_service(
     ctx: &Context,
     caches: Option<&Caches>,
 ) -> Result<Action, Error> {
-    if let Some(caches) = caches {
-        caches.wait_until_synced().await;
-    }
     let owned = caches.map(|c| &c.owned);
     let namespace = scs.namespace().unwrap_or_default();
     let client = &ctx.client;

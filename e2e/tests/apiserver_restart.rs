@@ -8,9 +8,8 @@
 //! cannot disturb other tests.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kontrakt_e2e::stack::{
-    Stack, all_ready, assert_not_refused, assert_one_pair_each, binaries, create_services,
-};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kontrakt_e2e::stack::{Stack, all_ready, assert_one_pair_each, binaries, create_services};
 use kontrakt_sidecar::devchain::Anvil;
 use kube::{
     Api,
@@ -39,9 +38,11 @@ async fn work_before_across_and_after_an_apiserver_restart_converges() {
     // svc-1: created right before the restart, so its reconcile straddles it.
     signers.extend(create_services(&stack, &anvil.url, 1..2).await);
     // On a blocking thread, so this runtime keeps driving the pod runner meanwhile.
+    let restart_began = Timestamp::now();
     tokio::task::spawn_blocking(restart_apiserver)
         .await
         .unwrap();
+    let restart_ended = Timestamp::now();
 
     // After the restart: a change to svc-0 and a new svc-2.
     let services = stack.services();
@@ -68,7 +69,22 @@ async fn work_before_across_and_after_an_apiserver_restart_converges() {
         .await;
     let ready = all_ready(&stack, 3, Duration::from_secs(180)).await;
     assert_one_pair_each(&stack, &anvil.url, &ready, &signers).await;
-    assert_not_refused(&stack);
+    // A restarted apiserver authorises from RBAC caches it is still filling: for a moment it
+    // refuses what the chart's RBAC allows, and the operator retries. Refusals in that window
+    // are the apiserver's; any other is a gap in the chart's RBAC.
+    let warm_up = restart_began..=restart_ended + SignedDuration::from_secs(10);
+    let refused: Vec<String> = stack
+        .operator
+        .process()
+        .forbidden_lines()
+        .into_iter()
+        .filter(|line| !logged_at(line).is_some_and(|t| warm_up.contains(&t)))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the operator was refused API calls outside the apiserver's restart:\n{}",
+        refused.join("\n")
+    );
     // A leader that cannot renew its Lease while the API is away exits on
     // purpose and is restarted (here by the stack's supervisor, in a cluster by
     // the kubelet); that is the only restart allowed.
@@ -79,4 +95,10 @@ async fn work_before_across_and_after_an_apiserver_restart_converges() {
         stack.diagnostics()
     );
     eprintln!("operator restarts across the apiserver restart: {restarts}");
+}
+
+/// When a JSON log line was written (its `timestamp` field).
+fn logged_at(line: &str) -> Option<Timestamp> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v["timestamp"].as_str()?.parse().ok()
 }

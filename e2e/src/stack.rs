@@ -189,6 +189,86 @@ impl Stack {
         Api::namespaced(self.client.clone(), self.ns.name())
     }
 
+    /// One line per service, Deployment and sidecar pod of the namespace: what
+    /// the apiserver says now (the Ready condition with its message, available
+    /// replicas, pod phase and readiness). Printed first in a failure, so even a
+    /// cut-off log says which object stood still and why.
+    pub async fn summary(&self) -> String {
+        use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+        let mut lines = vec!["--- objects now:".to_owned()];
+        match self.services().list(&ListParams::default()).await {
+            Ok(list) => lines.extend(list.items.iter().map(|s| {
+                let ready = s
+                    .status
+                    .as_ref()
+                    .and_then(|st| st.conditions.iter().find(|c| c.type_ == "Ready"));
+                match ready {
+                    Some(c) => format!(
+                        "SmartContractService {}: Ready={} {} (since {}): {}",
+                        s.metadata.name.as_deref().unwrap_or_default(),
+                        c.status,
+                        c.reason,
+                        c.last_transition_time.0,
+                        c.message.chars().take(200).collect::<String>()
+                    ),
+                    None => format!(
+                        "SmartContractService {}: no Ready condition",
+                        s.metadata.name.as_deref().unwrap_or_default()
+                    ),
+                }
+            })),
+            Err(e) => lines.push(format!("SmartContractServices: cannot list: {e}")),
+        }
+        match Api::<Deployment>::namespaced(self.client.clone(), self.ns.name())
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(list) => lines.extend(list.items.iter().map(|d| {
+                let status = d.status.clone().unwrap_or_default();
+                format!(
+                    "Deployment {}: generation {:?} observed {:?}, {} of {} available",
+                    d.metadata.name.as_deref().unwrap_or_default(),
+                    d.metadata.generation,
+                    status.observed_generation,
+                    status.available_replicas.unwrap_or(0),
+                    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                )
+            })),
+            Err(e) => lines.push(format!("Deployments: cannot list: {e}")),
+        }
+        match Api::<Pod>::namespaced(self.client.clone(), self.ns.name())
+            .list(&ListParams::default().labels(SIDECAR_SELECTOR))
+            .await
+        {
+            Ok(list) => lines.extend(list.items.iter().map(|p| {
+                let status = p.status.clone().unwrap_or_default();
+                let ready = status
+                    .conditions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")
+                    .map(|c| c.status)
+                    .unwrap_or_else(|| "-".into());
+                format!(
+                    "Pod {}: {} on {}, Ready={ready}{}",
+                    p.metadata.name.as_deref().unwrap_or_default(),
+                    status.phase.unwrap_or_default(),
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.clone())
+                        .unwrap_or_default(),
+                    if p.metadata.deletion_timestamp.is_some() {
+                        " (deleting)"
+                    } else {
+                        ""
+                    },
+                )
+            })),
+            Err(e) => lines.push(format!("Pods: cannot list: {e}")),
+        }
+        lines.join("\n")
+    }
+
     /// The operator's log tail and every sidecar's, for failure messages.
     pub fn diagnostics(&self) -> String {
         let sidecars = match &self.runner {
@@ -235,7 +315,8 @@ impl Stack {
             }
             if tokio::time::Instant::now() > deadline {
                 panic!(
-                    "timed out after {limit:?} waiting for {what}\n{}",
+                    "timed out after {limit:?} waiting for {what}\n{}\n{}",
+                    self.summary().await,
                     self.diagnostics()
                 );
             }

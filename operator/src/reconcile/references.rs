@@ -26,6 +26,20 @@ pub async fn read_secret_key(
         .map(|b| b.0))
 }
 
+/// The watch cache `store` when it holds its first full list, else None (read from the
+/// apiserver instead). Until then an empty cache would say "not found": right after
+/// an operator start that turned Ready services not Ready for a moment. Never waits:
+/// a pass waiting for a cache the controller itself feeds could wait forever.
+pub fn synced<K>(store: &Store<K>) -> Option<&Store<K>>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    use futures::FutureExt;
+    // Err: the writer is gone (the operator is stopping); that cache will not fill.
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))).then_some(store)
+}
+
 /// What was found for a registry service.
 #[derive(Debug, Clone)]
 pub enum RegistryLookup {
@@ -47,7 +61,7 @@ pub async fn registry_admin(
     namespace: &str,
     name: &str,
 ) -> Result<RegistryLookup, kube::Error> {
-    let service = match cached {
+    let service = match cached.and_then(synced) {
         Some(store) => store
             .get(&ObjectRef::new(name).within(namespace))
             .and_then(|g| g.0.as_ref().ok().cloned()),

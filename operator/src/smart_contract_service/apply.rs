@@ -6,6 +6,7 @@ use super::build::Children;
 use crate::context::ObjectKey;
 use crate::context::scoped_api;
 use crate::reconcile::apply::{AppliedVersions, Stamp, apply_one, slim};
+use crate::reconcile::references::synced;
 use futures::{Stream, StreamExt, future::BoxFuture};
 use k8s_openapi::{
     NamespaceResourceScope,
@@ -112,6 +113,24 @@ impl Owned {
         )
     }
 
+    /// The caches from stores a test fills (see `call_sequence_tests`).
+    #[cfg(test)]
+    pub fn from_stores(
+        service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+        config_maps: Store<PartialObjectMeta<ConfigMap>>,
+        services: Store<PartialObjectMeta<Service>>,
+        network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+        deployments: Store<Deployment>,
+    ) -> Self {
+        Self {
+            service_accounts,
+            config_maps,
+            services,
+            network_policies,
+            deployments,
+        }
+    }
+
     /// Waits until every cache holds its first full list (the Deployment
     /// cache fills once the controller polls its stream).
     pub async fn wait_until_ready(&self) {
@@ -123,11 +142,15 @@ impl Owned {
         );
     }
 
-    /// The cached Deployment `namespace/name`.
-    pub fn deployment(&self, namespace: &str, name: &str) -> Option<Deployment> {
-        self.deployments
-            .get(&ObjectRef::new(name).within(namespace))
-            .map(Arc::unwrap_or_clone)
+    /// The cached Deployment `namespace/name`: `Some(None)` when the cache holds its
+    /// first full list and no such Deployment, `None` while it does not know yet (it is
+    /// fed by the controller's `owns_stream`, so it fills only after passes began).
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<Option<Deployment>> {
+        synced(&self.deployments).map(|store| {
+            store
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(Arc::unwrap_or_clone)
+        })
     }
 
     fn stamp<K: Resource<DynamicType = ()> + Clone>(
@@ -201,7 +224,11 @@ pub async fn apply(
         cached(&|o| Owned::stamp(&o.config_maps, namespace, &config_map.name_any())),
         cached(&|o| Owned::stamp(&o.services, namespace, &service.name_any())),
         cached(&|o| Owned::stamp(&o.network_policies, namespace, &network_policy.name_any())),
-        cached(&|o| Owned::stamp(&o.deployments, namespace, &deployment.name_any())),
+        // Not before the Deployment cache is synced: an empty one would re-send every
+        // Deployment after a start (None: ask the apiserver, as without caches).
+        owned
+            .and_then(|o| synced(&o.deployments))
+            .map(|store| Owned::stamp(store, namespace, &deployment.name_any())),
     );
     let (a, b, c, d) = futures::try_join!(
         apply_one(client, namespace, service_account, sa, applied),

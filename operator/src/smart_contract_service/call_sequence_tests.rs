@@ -337,3 +337,118 @@ async fn a_hand_edited_deployment_is_applied_again_and_then_left_alone() {
     drop(client);
     assert!(server.next_request().await.is_none(), "no further calls");
 }
+
+/// Right after a start the Deployment cache (fed by the controller's own stream) may not
+/// hold its first list yet, while the other caches do. An empty cache read as "no
+/// Deployment" re-sent every Deployment and reported Ready services `SidecarNotAvailable`
+/// for a moment. Until it is synced, the pass asks the apiserver; once it is, nothing.
+#[tokio::test]
+async fn an_unsynced_deployment_cache_is_not_read_as_no_deployment() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::{
+        Resource,
+        api::{ObjectMeta, PartialObjectMeta, PartialObjectMetaExt},
+        runtime::{reflector, watcher},
+    };
+    let scs = sample();
+    let children = children_of(&scs);
+    let stamped = |of: &ObjectMeta, hash: String| ObjectMeta {
+        name: of.name.clone(),
+        namespace: Some("supply".into()),
+        annotations: Some([(APPLIED_HASH_ANNOTATION.to_owned(), hash)].into()),
+        ..Default::default()
+    };
+    // A synced metadata cache holding `meta`.
+    fn synced<K>(meta: ObjectMeta) -> reflector::Store<PartialObjectMeta<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(meta.into_response_partial()));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        store
+    }
+    let deployment_hash = applied_hash(&children.deployment);
+    let (deployments, mut deployment_writer) = reflector::store::<Deployment>();
+    let owned = apply::Owned::from_stores(
+        synced(stamped(
+            &children.service_account.metadata,
+            applied_hash(&children.service_account),
+        )),
+        synced(stamped(
+            &children.config_map.metadata,
+            applied_hash(&children.config_map),
+        )),
+        synced(stamped(
+            &children.service.metadata,
+            applied_hash(&children.service),
+        )),
+        synced(stamped(
+            &children.network_policy.metadata,
+            applied_hash(&children.network_policy),
+        )),
+        deployments,
+    );
+    assert!(
+        owned.deployment("supply", "shipping").is_none(),
+        "an unsynced cache does not say the Deployment is missing"
+    );
+
+    let (client, mut server) = mock_client();
+    let path = "/apis/apps/v1/namespaces/supply/deployments/shipping";
+    let read = stamped(&children.deployment.metadata, deployment_hash.clone());
+    let apiserver = tokio::spawn(async move {
+        expect(&mut server, Method::GET, path, |_| {
+            respond(
+                StatusCode::OK,
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                       "metadata": read}),
+            )
+        })
+        .await;
+        server
+    });
+    let applied = AppliedVersions::default();
+    let owner = ObjectKey::of(&scs);
+    let written = apply::apply(
+        &client,
+        "supply",
+        children_of(&scs),
+        Some(&owned),
+        (&applied, &owner),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        written, 0,
+        "the Deployment in the cluster is what would be sent"
+    );
+    let mut server = apiserver.await.unwrap();
+
+    // The cache's first list arrives: the pass reads only caches.
+    let mut cached = children_of(&scs).deployment;
+    cached.metadata = stamped(&cached.metadata, deployment_hash);
+    deployment_writer.apply_watcher_event(&watcher::Event::Init);
+    deployment_writer.apply_watcher_event(&watcher::Event::InitApply(cached));
+    deployment_writer.apply_watcher_event(&watcher::Event::InitDone);
+    assert!(matches!(
+        owned.deployment("supply", "shipping"),
+        Some(Some(_))
+    ));
+    let written = apply::apply(
+        &client,
+        "supply",
+        children_of(&scs),
+        Some(&owned),
+        (&applied, &owner),
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, 0);
+    drop(client);
+    assert!(
+        server.next_request().await.is_none(),
+        "no request once every cache is synced"
+    );
+}

@@ -6,7 +6,7 @@ use super::Caches;
 use super::validate::{PolicyLookup, References};
 use crate::api::{AccessPolicy, SmartContractService};
 use crate::context::Context;
-use crate::reconcile::references::{RegistryLookup, read_secret_key, registry_admin};
+use crate::reconcile::references::{RegistryLookup, read_secret_key, registry_admin, synced};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, ResourceExt};
 use std::sync::Arc;
@@ -118,9 +118,8 @@ async fn policies_in(
     caches: Option<&Caches>,
     namespace: &str,
 ) -> Result<Vec<Arc<AccessPolicy>>, kube::Error> {
-    Ok(match caches {
-        Some(c) => c
-            .policies
+    Ok(match caches.and_then(|c| synced(&c.policies)) {
+        Some(policies) => policies
             .state()
             .into_iter()
             .filter(|p| p.namespace().as_deref() == Some(namespace))

@@ -253,10 +253,11 @@ async fn reconcile_service(
         .await;
     }
 
-    let deployment = match owned {
+    let deployment = match owned.and_then(|o| o.deployment(&namespace, &plan.name)) {
         // The watch's copy; a Deployment written in this pass has no status yet
         // anyway, and its status changes come back as watch events.
-        Some(owned) => owned.deployment(&namespace, &plan.name),
+        Some(cached) => cached,
+        // No cache, or not synced yet (the first passes after a start).
         None => {
             Api::<Deployment>::namespaced(client.clone(), &namespace)
                 .get_opt(&plan.name)

@@ -394,12 +394,26 @@ impl OperatorProcess {
 
     /// `GET /readyz` of the operator: (status code, body), e.g. (200, "standby (leader: …)").
     pub async fn readyz(&self) -> Option<(u16, String)> {
+        self.get("/readyz").await
+    }
+
+    /// The value of the sample `name` (with its labels, as written) in `GET /metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// `GET path` of the operator's HTTP port: (status code, body).
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(self.listen).await.ok()?;
-        stream
-            .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await.ok()?;
         let code = response.split_whitespace().nth(1)?.parse().ok()?;

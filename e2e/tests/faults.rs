@@ -198,3 +198,73 @@ async fn a_sidecar_killed_with_a_transaction_in_flight_is_restarted_and_deploys_
     assert_not_refused(&stack);
     assert_operator_restarts(&stack, 0);
 }
+
+/// A restarted operator never reports a Ready service as not Ready: its first passes read
+/// caches that hold their first full list. (They used to read an empty Deployment cache
+/// and write `Ready=False SidecarNotAvailable` for services whose pods never stopped, then
+/// flip back.) Every status change is watched from outside, through the apiserver.
+#[tokio::test]
+async fn ready_services_stay_ready_across_an_operator_restart() {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    const SERVICES: usize = 10;
+    let binaries = binaries().await;
+    let anvil = Anvil::start(&[]).expect("anvil");
+    let stack = Stack::start("fault-restart", &[], &binaries).await;
+    create_services(&stack, &anvil.url, 0..SERVICES).await;
+    all_ready(&stack, SERVICES, Duration::from_secs(180)).await;
+
+    let not_ready = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = not_ready.clone();
+    let statuses = watcher(stack.services(), watcher::Config::default())
+        .applied_objects()
+        .for_each(move |s| {
+            if let Ok(s) = s
+                && let Some((status, reason)) = condition(&s, "Ready")
+                && status != "True"
+            {
+                let name = s.metadata.name.clone().unwrap_or_default();
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{name}: Ready={status} {reason}"));
+            }
+            futures::future::ready(())
+        });
+    let watching = tokio::spawn(statuses);
+
+    let operator = stack.operator.process();
+    let killed = operator.pid().expect("the operator runs");
+    operator.kill_9();
+    operator.wait_restarted(killed).await;
+    // The restarted operator has finished a pass over every service (the initial list).
+    let finished = r#"kontrakt_reconcile_duration_seconds_count{kind="SmartContractService"}"#;
+    stack
+        .wait_for(
+            "a finished pass over every service after the restart",
+            Duration::from_secs(120),
+            || async {
+                let n = operator.metric(finished).await?;
+                (n >= SERVICES as f64).then_some(())
+            },
+        )
+        .await;
+    // Status writes of those passes reach the watch shortly after.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    watching.abort();
+
+    let flips = not_ready.lock().unwrap().clone();
+    assert!(
+        flips.is_empty(),
+        "Ready services reported not Ready after the operator restart:\n{}\n{}",
+        flips.join("\n"),
+        stack.diagnostics()
+    );
+    assert!(
+        all_ready(&stack, SERVICES, Duration::from_secs(5))
+            .await
+            .len()
+            == SERVICES,
+        "every service is still Ready"
+    );
+    assert_operator_restarts(&stack, 1);
+}

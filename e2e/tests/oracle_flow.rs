@@ -1,9 +1,11 @@
-//! Thing Communication end to end: a Shipping service whose oracle endpoint is
-//! a local HTTP server started by this test. The contract asks for a shipment
-//! cost; the sidecar (run by the pod runner from the operator's pod) fetches it
-//! from the endpoint named in the service's spec and fulfils on chain; the
-//! operator reports the counters and OracleReady. With the device offline past
-//! the request's deadline the request expires, visible in status and as an Event.
+//! Thing Communication end to end, on the real node: a Shipping service whose
+//! oracle endpoint is an HTTP server started by this test on the node's bridge
+//! address (where pods reach the host). The contract asks for a shipment cost;
+//! the sidecar container, from the config the chart-installed operator pod
+//! rendered, fetches it from the endpoint named in the service's spec and fulfils
+//! on chain; the operator reports the counters and OracleReady. With the device
+//! offline past the request's deadline the request expires, visible in status and
+//! as an Event.
 
 use alloy::{
     network::EthereumWallet,
@@ -13,13 +15,13 @@ use alloy::{
 };
 use k8s_openapi::api::events::v1::Event;
 use kontrakt_e2e::{
-    TestNamespace, cluster,
-    contract_services::{condition, create_secret, start_controller, wait_for},
+    contract_services::condition,
     contracts::Shipping,
-    pod_runner::{PodRunner, sidecar_binary},
+    real_node::RealNode,
+    stack::{Stack, assert_not_refused, assert_operator_restarts},
 };
 use kontrakt_operator::api::SmartContractService;
-use kontrakt_sidecar::devchain::{Anvil, DEV_KEYS};
+use kontrakt_sidecar::devchain::DEV_KEYS;
 use kube::{Api, api::PostParams};
 use serde_json::json;
 use std::sync::{
@@ -32,10 +34,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const LIMIT: Duration = Duration::from_secs(120);
 const COST: u64 = 4_200;
 
-/// A device-cost service: answers `{"cost": 4200}` to a GET naming the device,
-/// counting the requests it saw. Stops when the returned handle is aborted.
-async fn device_service(hits: Arc<AtomicUsize>) -> (u16, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// A device-cost service on `host`: answers `{"cost": 4200}` to a GET naming the
+/// device, counting the requests it saw. Stops when the returned handle is aborted.
+async fn device_service(
+    host: std::net::IpAddr,
+    hits: Arc<AtomicUsize>,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind((host, 0))
         .await
         .expect("bind");
     let port = listener.local_addr().unwrap().port();
@@ -69,19 +74,17 @@ async fn device_service(hits: Arc<AtomicUsize>) -> (u16, tokio::task::JoinHandle
 
 #[tokio::test]
 async fn the_contract_asks_and_the_sidecar_answers_from_the_named_endpoint() {
-    let binary = tokio::task::spawn_blocking(sidecar_binary)
-        .await
-        .expect("sidecar binary");
-    let anvil = Anvil::start(&[]).expect("anvil");
-    let client = cluster().await;
-    let ns = TestNamespace::create(&client, "oracle").await;
-    create_secret(&client, ns.name(), "signer", DEV_KEYS[0]).await;
-    let _controller = start_controller(client.clone(), ns.name(), Duration::from_secs(2));
-    let runner = PodRunner::start(client.clone(), ns.name(), binary);
+    let node = RealNode::get();
+    // Pods reach the host only at the node's address: the chain and the device listen there.
+    let anvil = node.anvil();
+    let stack = Stack::start_on_real_node("oracle", &[("resyncSeconds", "2")], &node).await;
+    stack
+        .create_secret("signer", "privateKey", DEV_KEYS[0])
+        .await;
     let hits = Arc::new(AtomicUsize::new(0));
-    let (port, device) = device_service(hits.clone()).await;
+    let (port, device) = device_service(node.address, hits.clone()).await;
 
-    let services: Api<SmartContractService> = Api::namespaced(client.clone(), ns.name());
+    let services: Api<SmartContractService> = stack.services();
     let scs: SmartContractService = serde_json::from_value(json!({
         "apiVersion": "kontrakt.dev/v1alpha1",
         "kind": "SmartContractService",
@@ -92,7 +95,7 @@ async fn the_contract_asks_and_the_sidecar_answers_from_the_named_endpoint() {
             "contract": { "template": "Shipping", "version": 1 },
             "oracle": { "endpoints": [{
                 "name": "ShipmentCost",
-                "url": format!("http://127.0.0.1:{port}/shipment-cost"),
+                "url": format!("http://{}:{port}/shipment-cost", node.address),
                 "timeoutSeconds": 2,
                 "retries": 100,
                 "resultPath": "$.cost",
@@ -104,13 +107,14 @@ async fn the_contract_asks_and_the_sidecar_answers_from_the_named_endpoint() {
         .create(&PostParams::default(), &scs)
         .await
         .expect("create");
-    let ready = wait_for("shipping Ready with OracleReady", LIMIT, || async {
-        let s = services.get("shipping").await.ok()?;
-        (condition(&s, "Ready").map(|c| c.0) == Some("True".into())
-            && condition(&s, "OracleReady").map(|c| c.0) == Some("True".into()))
-        .then_some(s)
-    })
-    .await;
+    let ready = stack
+        .wait_for("shipping Ready with OracleReady", LIMIT, || async {
+            let s = services.get("shipping").await.ok()?;
+            (condition(&s, "Ready").map(|c| c.0) == Some("True".into())
+                && condition(&s, "OracleReady").map(|c| c.0) == Some("True".into()))
+            .then_some(s)
+        })
+        .await;
     let logic = ready
         .status
         .and_then(|s| s.contract_address)
@@ -149,12 +153,13 @@ async fn the_contract_asks_and_the_sidecar_answers_from_the_named_endpoint() {
         }
     };
     let first = ask(1).await;
-    let counters = wait_for("status.oracle.fulfilled == 1", LIMIT, || async {
-        let s = services.get("shipping").await.ok()?;
-        let o = s.status?.oracle?;
-        (o.fulfilled == 1).then_some(o)
-    })
-    .await;
+    let counters = stack
+        .wait_for("status.oracle.fulfilled == 1", LIMIT, || async {
+            let s = services.get("shipping").await.ok()?;
+            let o = s.status?.oracle?;
+            (o.fulfilled == 1).then_some(o)
+        })
+        .await;
     assert_eq!(
         (counters.pending, counters.failed, counters.expired),
         (0, 0, 0)
@@ -168,11 +173,12 @@ async fn the_contract_asks_and_the_sidecar_answers_from_the_named_endpoint() {
     device.abort();
     let _ = device.await;
     let second = ask(2).await;
-    wait_for("the sidecar retrying the offline device", LIMIT, || async {
-        let s = services.get("shipping").await.ok()?;
-        (s.status?.oracle?.pending == 1).then_some(())
-    })
-    .await;
+    stack
+        .wait_for("the sidecar retrying the offline device", LIMIT, || async {
+            let s = services.get("shipping").await.ok()?;
+            (s.status?.oracle?.pending == 1).then_some(())
+        })
+        .await;
     provider
         .raw_request::<_, serde_json::Value>("evm_increaseTime".into(), (7_200u64,))
         .await
@@ -181,12 +187,13 @@ async fn the_contract_asks_and_the_sidecar_answers_from_the_named_endpoint() {
         .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
         .await
         .expect("evm_mine");
-    let counters = wait_for("status.oracle.expired == 1", LIMIT, || async {
-        let s = services.get("shipping").await.ok()?;
-        let o = s.status?.oracle?;
-        (o.expired == 1).then_some(o)
-    })
-    .await;
+    let counters = stack
+        .wait_for("status.oracle.expired == 1", LIMIT, || async {
+            let s = services.get("shipping").await.ok()?;
+            let o = s.status?.oracle?;
+            (o.expired == 1).then_some(o)
+        })
+        .await;
     assert_eq!(
         (counters.fulfilled, counters.pending),
         (1, 0),
@@ -198,18 +205,20 @@ async fn the_contract_asks_and_the_sidecar_answers_from_the_named_endpoint() {
         .await
         .expect("shipmentOf");
     assert!(!unanswered.costKnown);
-    let events: Api<Event> = Api::namespaced(client.clone(), ns.name());
-    wait_for(
-        "an OracleRequestsExpired Event",
-        Duration::from_secs(30),
-        || async {
-            let list = events.list(&Default::default()).await.ok()?;
-            list.items
-                .iter()
-                .any(|e| e.reason.as_deref() == Some("OracleRequestsExpired"))
-                .then_some(())
-        },
-    )
-    .await;
-    drop(runner);
+    let events: Api<Event> = Api::namespaced(stack.client.clone(), stack.ns.name());
+    stack
+        .wait_for(
+            "an OracleRequestsExpired Event",
+            Duration::from_secs(30),
+            || async {
+                let list = events.list(&Default::default()).await.ok()?;
+                list.items
+                    .iter()
+                    .any(|e| e.reason.as_deref() == Some("OracleRequestsExpired"))
+                    .then_some(())
+            },
+        )
+        .await;
+    assert_not_refused(&stack);
+    assert_operator_restarts(&stack, 0);
 }

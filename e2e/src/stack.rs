@@ -185,6 +185,36 @@ impl Stack {
             .expect("this stack runs its pods on the real node, not through the pod runner")
     }
 
+    /// `http://<address>:<port>` of the running sidecar pod whose name starts with
+    /// `prefix`: the pod's IP and the sidecar's port on the real node (the host reaches
+    /// pods on the node's bridge), the process's loopback address under the pod runner.
+    pub async fn sidecar_url(&self, prefix: &str) -> Option<String> {
+        if let Some(runner) = &self.runner {
+            return runner
+                .running()
+                .into_iter()
+                .find(|(pod, _)| pod.starts_with(prefix))
+                .map(|(_, addr)| format!("http://{addr}"));
+        }
+        let pods =
+            Api::<k8s_openapi::api::core::v1::Pod>::namespaced(self.client.clone(), self.ns.name())
+                .list(&ListParams::default().labels(SIDECAR_SELECTOR))
+                .await
+                .ok()?;
+        pods.items.into_iter().find_map(|p| {
+            let running = p.metadata.deletion_timestamp.is_none()
+                && p.metadata.name.as_deref()?.starts_with(prefix);
+            let status = p.status?;
+            let ip = status
+                .pod_ip
+                .filter(|_| running && status.phase.as_deref() == Some("Running"))?;
+            Some(format!(
+                "http://{ip}:{}",
+                kontrakt_protocol::mounts::SIDECAR_PORT
+            ))
+        })
+    }
+
     pub fn services(&self) -> Api<SmartContractService> {
         Api::namespaced(self.client.clone(), self.ns.name())
     }

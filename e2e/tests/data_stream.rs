@@ -1,6 +1,6 @@
 //! The data marketplace end to end: a DataStream on the local control plane →
-//! the operator's publisher pod (its sidecar in stream mode, run by the pod
-//! runner) polls a simulated sensor, anchors batch roots on anvil → a buyer
+//! the operator's publisher pod (its sidecar in stream mode, a real container on
+//! the real node) polls a simulated sensor, anchors batch roots on anvil → a buyer
 //! pays, fetches and verifies every message against the on-chain roots (a
 //! tampered one is caught) → the operator reports the stream, its anchored
 //! batches, subscribers and revenue → the access expires (403 Expired, no
@@ -12,6 +12,8 @@ use kontrakt_e2e::{
     TestNamespace, cluster,
     contract_services::{create_secret, service, start_controller, wait_for},
     pod_runner::{PodRunner, sidecar_binary},
+    real_node::RealNode,
+    stack::{Stack, assert_not_refused, assert_operator_restarts},
 };
 use kontrakt_operator::api::{DataStream, SmartContractService};
 use kontrakt_protocol::config::ChainConfig;
@@ -38,9 +40,9 @@ const LIMIT: Duration = Duration::from_secs(120);
 const PRICE: u64 = 277_777_777_778;
 const SECONDS: u64 = 3_600;
 
-/// A pump's telemetry: each GET answers the next reading as JSON.
-async fn sensor() -> (u16, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// A pump's telemetry on `host`: each GET answers the next reading as JSON.
+async fn sensor(host: std::net::IpAddr) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind((host, 0))
         .await
         .expect("bind");
     let port = listener.local_addr().unwrap().port();
@@ -67,30 +69,29 @@ async fn sensor() -> (u16, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn a_stream_is_published_anchored_bought_and_verified() {
-    let binary = tokio::task::spawn_blocking(sidecar_binary)
-        .await
-        .expect("sidecar binary");
-    let anvil = Anvil::start(&[]).expect("anvil");
-    let client = cluster().await;
-    let ns = TestNamespace::create(&client, "stream").await;
-    create_secret(&client, ns.name(), "signer", DEV_KEYS[0]).await;
-    let _controller = start_controller(client.clone(), ns.name(), Duration::from_secs(2));
-    let runner = PodRunner::start(client.clone(), ns.name(), binary);
-    let (port, _sensor) = sensor().await;
+    let node = RealNode::get();
+    // Pods reach the host only at the node's address: the chain and the sensor listen there.
+    let anvil = node.anvil();
+    let stack = Stack::start_on_real_node("stream", &[("resyncSeconds", "2")], &node).await;
+    stack
+        .create_secret("signer", "privateKey", DEV_KEYS[0])
+        .await;
+    let (port, _sensor) = sensor(node.address).await;
 
     // The seller: a contract service whose signer sells the stream.
-    Api::<SmartContractService>::namespaced(client.clone(), ns.name())
+    stack
+        .services()
         .create(&PostParams::default(), &service("shipping", &anvil.url, 1))
         .await
         .expect("seller");
-    let streams: Api<DataStream> = Api::namespaced(client.clone(), ns.name());
+    let streams: Api<DataStream> = Api::namespaced(stack.client.clone(), stack.ns.name());
     let ds: DataStream = serde_json::from_value(json!({
         "apiVersion": "kontrakt.dev/v1alpha1",
         "kind": "DataStream",
         "metadata": { "name": "pump-telemetry" },
         "spec": {
             "seller": { "name": "shipping" },
-            "source": { "http": { "url": format!("http://127.0.0.1:{port}/telemetry"), "intervalSeconds": 1 } },
+            "source": { "http": { "url": format!("http://{}:{port}/telemetry", node.address), "intervalSeconds": 1 } },
             "pricing": { "pricePerSecondWei": PRICE, "minDurationSeconds": SECONDS },
             "integrity": { "batchSize": 3, "maxDelaySeconds": 2 },
         }
@@ -101,15 +102,16 @@ async fn a_stream_is_published_anchored_bought_and_verified() {
         .await
         .expect("create stream");
 
-    let status = wait_for("the stream Ready with a batch anchored", LIMIT, || async {
-        let s = streams.get("pump-telemetry").await.ok()?.status?;
-        let ready = s
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        (ready && s.anchored_batches.unwrap_or(0) >= 1).then_some(s)
-    })
-    .await;
+    let status = stack
+        .wait_for("the stream Ready with a batch anchored", LIMIT, || async {
+            let s = streams.get("pump-telemetry").await.ok()?.status?;
+            let ready = s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (ready && s.anchored_batches.unwrap_or(0) >= 1).then_some(s)
+        })
+        .await;
     assert!(status.last_root.is_some(), "{status:?}");
     let stream_id: U256 = status
         .stream_id
@@ -117,12 +119,12 @@ async fn a_stream_is_published_anchored_bought_and_verified() {
         .expect("streamId")
         .parse()
         .expect("a decimal id");
-    let publisher = runner
-        .running()
-        .into_iter()
-        .find(|(pod, _)| pod.starts_with("pump-telemetry-publisher"))
-        .map(|(_, addr)| format!("http://{addr}"))
-        .unwrap_or_else(|| panic!("no publisher process: {:?}", runner.running()));
+    // The buyer reaches the publisher pod at its IP on the node's bridge.
+    let publisher = stack
+        .wait_for("the publisher pod running", LIMIT, || {
+            stack.sidecar_url("pump-telemetry-publisher")
+        })
+        .await;
 
     // A buyer pays for a minute, fetches and verifies every message against the roots on chain.
     let key: alloy::signers::local::PrivateKeySigner = DEV_KEYS[1].parse().unwrap();
@@ -145,7 +147,7 @@ async fn a_stream_is_published_anchored_bought_and_verified() {
     let (messages, _) = buyer
         .fetch_verified(&publisher, stream_id, 0)
         .await
-        .unwrap_or_else(|e| panic!("fetch and verify: {e}\n{}", runner.log_tails(30)));
+        .unwrap_or_else(|e| panic!("fetch and verify: {e}\n{}", stack.diagnostics()));
     assert!(
         messages.len() >= 3,
         "a whole batch, verified: {}",
@@ -153,13 +155,14 @@ async fn a_stream_is_published_anchored_bought_and_verified() {
     );
 
     // The operator reads the sale back from the chain.
-    let status = wait_for("revenue and a subscriber in status", LIMIT, || async {
-        let s = streams.get("pump-telemetry").await.ok()?.status?;
-        (s.revenue_wei.as_deref() == Some(&(PRICE * SECONDS).to_string())
-            && s.active_subscribers == Some(1))
-        .then_some(s)
-    })
-    .await;
+    let status = stack
+        .wait_for("revenue and a subscriber in status", LIMIT, || async {
+            let s = streams.get("pump-telemetry").await.ok()?.status?;
+            (s.revenue_wei.as_deref() == Some(&(PRICE * SECONDS).to_string())
+                && s.active_subscribers == Some(1))
+            .then_some(s)
+        })
+        .await;
     assert!(status.anchored_batches.unwrap_or(0) >= 1);
 
     // A tampered message is caught by the client against the on-chain root.
@@ -204,12 +207,14 @@ async fn a_stream_is_published_anchored_bought_and_verified() {
         (r.sum, r.count)
     };
     assert_eq!((sum, count), (U256::from(5), U256::from(1)));
-    wait_for("no active subscriber after expiry", LIMIT, || async {
-        let s = streams.get("pump-telemetry").await.ok()?.status?;
-        (s.active_subscribers == Some(0)).then_some(())
-    })
-    .await;
-    drop(runner);
+    stack
+        .wait_for("no active subscriber after expiry", LIMIT, || async {
+            let s = streams.get("pump-telemetry").await.ok()?.status?;
+            (s.active_subscribers == Some(0)).then_some(())
+        })
+        .await;
+    assert_not_refused(&stack);
+    assert_operator_restarts(&stack, 0);
 }
 
 alloy::sol! {

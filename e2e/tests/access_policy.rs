@@ -1,5 +1,6 @@
 //! Permissioned enrollment end to end: an AccessPolicy on the local control
-//! plane → the registry service's sidecar (run by the pod runner) keeps the
+//! plane → the registry service's sidecar (a real container on the real node,
+//! from the config the chart-installed operator pod rendered) keeps the
 //! on-chain EnrollmentRegistry equal to the policy → the operator reports the
 //! chain back. Join requests, approval by editing the policy, revocation (the
 //! revoked account's contract calls revert), a service whose signer is not
@@ -13,16 +14,15 @@ use alloy::{
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kontrakt_e2e::{
-    TestNamespace,
     chain::Signer,
-    cluster,
-    contract_services::{condition, create_secret, start_controller, wait_for},
+    contract_services::condition,
     kubeconfig,
-    pod_runner::{PodRunner, sidecar_binary},
+    real_node::RealNode,
+    stack::{Stack, assert_not_refused, assert_operator_restarts},
 };
 use kontrakt_operator::api::{AccessPolicy, SmartContractService};
 use kontrakt_protocol::{bindings::EnrollmentRegistry, views::registry::MemberStatus};
-use kontrakt_sidecar::devchain::{Anvil, DEV_KEYS};
+use kontrakt_sidecar::devchain::DEV_KEYS;
 use kube::{
     Api, Client,
     api::{ObjectMeta, Patch, PatchParams, PostParams},
@@ -98,21 +98,22 @@ async fn chain_status(rpc: &str, registry: Address, account: Address) -> MemberS
 
 #[tokio::test]
 async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
-    let binary = tokio::task::spawn_blocking(sidecar_binary)
-        .await
-        .expect("sidecar binary");
-    let anvil = Anvil::start(&[]).expect("anvil");
-    let admin_client = cluster().await;
-    let ns = TestNamespace::create(&admin_client, "access").await;
-    let namespace = ns.name().to_owned();
-    create_secret(&admin_client, &namespace, "signer", DEV_KEYS[0]).await;
+    let node = RealNode::get();
+    // Pods reach the host only at the node's address: the chain listens there.
+    let anvil = node.anvil();
+    let stack = Stack::start_on_real_node("access", &[("resyncSeconds", "2")], &node).await;
+    let admin_client = stack.client.clone();
+    let namespace = stack.ns.name().to_owned();
+    stack
+        .create_secret("signer", "privateKey", DEV_KEYS[0])
+        .await;
     for i in 1..=6 {
         key(i).fund(&anvil.url).await;
     }
-    create_secret(&admin_client, &namespace, "outsider", &key(6).key_hex).await;
-    let _controller = start_controller(admin_client.clone(), &namespace, Duration::from_secs(2));
-    let runner = PodRunner::start(admin_client.clone(), &namespace, binary);
-    let diagnostics = || runner.log_tails(30);
+    stack
+        .create_secret("outsider", "privateKey", &key(6).key_hex)
+        .await;
+    let diagnostics = || stack.diagnostics();
 
     let services: Api<SmartContractService> = Api::namespaced(admin_client.clone(), &namespace);
     let policies: Api<AccessPolicy> = Api::namespaced(admin_client.clone(), &namespace);
@@ -143,12 +144,13 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
     let registry =
         kontrakt_protocol::addresses::registry_address(&namespace, "shipping", signer(0).address());
     // Both participants enrolled on chain and listed in status.
-    wait_for("both participants enrolled", LIMIT, || async {
-        let p = policies.get("supply-chain").await.ok()?;
-        let s = p.status?;
-        (names(&s.enrolled) == ["maker", "supplier"]).then_some(())
-    })
-    .await;
+    stack
+        .wait_for("both participants enrolled", LIMIT, || async {
+            let p = policies.get("supply-chain").await.ok()?;
+            let s = p.status?;
+            (names(&s.enrolled) == ["maker", "supplier"]).then_some(())
+        })
+        .await;
     for i in [1, 2] {
         assert_eq!(
             chain_status(&anvil.url, registry, signer(i).address()).await,
@@ -156,11 +158,12 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
             "account {i} on chain"
         );
     }
-    let shipping = wait_for("shipping Ready and Enrolled", LIMIT, || async {
-        let s = services.get("shipping").await.ok()?;
-        (condition(&s, "Ready").map(|c| c.0) == Some("True".into())).then_some(s)
-    })
-    .await;
+    let shipping = stack
+        .wait_for("shipping Ready and Enrolled", LIMIT, || async {
+            let s = services.get("shipping").await.ok()?;
+            (condition(&s, "Ready").map(|c| c.0) == Some("True".into())).then_some(s)
+        })
+        .await;
     assert_eq!(
         condition(&shipping, "Enrolled"),
         Some(("True".into(), "RegistryAdmin".into()))
@@ -187,14 +190,15 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
         .get_receipt()
         .await
         .expect("mined");
-    wait_for("the join request pending in status", LIMIT, || async {
-        let s = policies.get("supply-chain").await.ok()?.status?;
-        s.pending
-            .iter()
-            .any(|p| p.address.parse::<Address>().ok() == Some(newcomer.address()))
-            .then_some(())
-    })
-    .await;
+    stack
+        .wait_for("the join request pending in status", LIMIT, || async {
+            let s = policies.get("supply-chain").await.ok()?.status?;
+            s.pending
+                .iter()
+                .any(|p| p.address.parse::<Address>().ok() == Some(newcomer.address()))
+                .then_some(())
+        })
+        .await;
     // Approved by editing the policy; `maker` removed in the same edit.
     policies
         .patch(
@@ -204,15 +208,16 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
         )
         .await
         .expect("edit policy");
-    wait_for("newcomer enrolled, maker revoked", LIMIT, || async {
-        let s = policies.get("supply-chain").await.ok()?.status?;
-        let revoked = s
-            .revoked
-            .iter()
-            .any(|p| p.address.parse::<Address>().ok() == Some(signer(2).address()));
-        (names(&s.enrolled) == ["newcomer", "supplier"] && revoked).then_some(())
-    })
-    .await;
+    stack
+        .wait_for("newcomer enrolled, maker revoked", LIMIT, || async {
+            let s = policies.get("supply-chain").await.ok()?.status?;
+            let revoked = s
+                .revoked
+                .iter()
+                .any(|p| p.address.parse::<Address>().ok() == Some(signer(2).address()));
+            (names(&s.enrolled) == ["newcomer", "supplier"] && revoked).then_some(())
+        })
+        .await;
     assert_eq!(
         chain_status(&anvil.url, registry, signer(2).address()).await,
         MemberStatus::Revoked
@@ -252,11 +257,13 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
         )
         .await
         .expect("create outsider");
-    let outsider = wait_for("outsider Enrolled=False", LIMIT, || async {
-        let s = services.get("outsider").await.ok()?;
-        (condition(&s, "Enrolled").map(|c| c.1) == Some("SignerNotEnrolled".into())).then_some(s)
-    })
-    .await;
+    let outsider = stack
+        .wait_for("outsider Enrolled=False", LIMIT, || async {
+            let s = services.get("outsider").await.ok()?;
+            (condition(&s, "Enrolled").map(|c| c.1) == Some("SignerNotEnrolled".into()))
+                .then_some(s)
+        })
+        .await;
     assert_eq!(
         condition(&outsider, "Ready").map(|c| c.0),
         Some("False".into()),
@@ -273,12 +280,13 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
     let as_user: Api<AccessPolicy> =
         Api::namespaced(Client::try_from(config).expect("client"), &namespace);
     // The authorizer picks new grants up asynchronously: wait until the read is allowed.
-    wait_for(
-        "the user's read grant in effect",
-        Duration::from_secs(30),
-        || async { as_user.get("supply-chain").await.ok().map(|_| ()) },
-    )
-    .await;
+    stack
+        .wait_for(
+            "the user's read grant in effect",
+            Duration::from_secs(30),
+            || async { as_user.get("supply-chain").await.ok().map(|_| ()) },
+        )
+        .await;
     let denied = as_user
         .patch(
             "supply-chain",
@@ -305,15 +313,16 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
         .delete("supply-chain", &Default::default())
         .await
         .expect("delete policy");
-    wait_for("the policy is gone after revoking", LIMIT, || async {
-        policies
-            .get_opt("supply-chain")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    stack
+        .wait_for("the policy is gone after revoking", LIMIT, || async {
+            policies
+                .get_opt("supply-chain")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
     for i in [1, 3] {
         assert_eq!(
             chain_status(&anvil.url, registry, signer(i).address()).await,
@@ -322,7 +331,8 @@ async fn an_access_policy_is_enrolled_on_chain_and_enforced() {
             diagnostics()
         );
     }
-    drop(runner);
+    assert_not_refused(&stack);
+    assert_operator_restarts(&stack, 0);
 }
 
 /// Full rights on SmartContractServices, read-only on AccessPolicies.
@@ -374,13 +384,14 @@ async fn grant(client: &Client, namespace: &str, user: &str) {
         .expect("binding");
 }
 
-/// An identity-verification endpoint: `GET /verify?account=0x…&role=R` answers
+/// An identity-verification endpoint on `host`: `GET /verify?account=0x…&role=R` answers
 /// `{"verified": true}` for the accounts in `verified`; records every query.
 async fn identity_server(
+    host: std::net::IpAddr,
     verified: Vec<Address>,
 ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind((host, 0))
         .await
         .expect("bind");
     let port = listener.local_addr().unwrap().port();
@@ -423,22 +434,21 @@ async fn identity_server(
 #[tokio::test]
 async fn join_requests_are_verified_through_the_identity_endpoint() {
     const PUBLISHER: u8 = 2;
-    let binary = tokio::task::spawn_blocking(sidecar_binary)
-        .await
-        .expect("sidecar binary");
-    let anvil = Anvil::start(&[]).expect("anvil");
-    let client = cluster().await;
-    let ns = TestNamespace::create(&client, "identity").await;
-    let namespace = ns.name().to_owned();
-    create_secret(&client, &namespace, "signer", DEV_KEYS[0]).await;
+    let node = RealNode::get();
+    // Pods reach the host only at the node's address: the chain and the endpoint listen there.
+    let anvil = node.anvil();
+    let stack = Stack::start_on_real_node("identity", &[("resyncSeconds", "2")], &node).await;
+    let client = stack.client.clone();
+    let namespace = stack.ns.name().to_owned();
+    stack
+        .create_secret("signer", "privateKey", DEV_KEYS[0])
+        .await;
     let (trusted, stranger) = (key(11), key(12));
     trusted.fund(&anvil.url).await;
     stranger.fund(&anvil.url).await;
     let trusted: PrivateKeySigner = trusted.key_hex.parse().unwrap();
     let stranger: PrivateKeySigner = stranger.key_hex.parse().unwrap();
-    let (port, queries) = identity_server(vec![trusted.address()]).await;
-    let _controller = start_controller(client.clone(), &namespace, Duration::from_secs(2));
-    let runner = PodRunner::start(client.clone(), &namespace, binary);
+    let (port, queries) = identity_server(node.address, vec![trusted.address()]).await;
 
     let registry_service: SmartContractService = serde_json::from_value(json!({
         "apiVersion": "kontrakt.dev/v1alpha1",
@@ -450,7 +460,7 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
             "contract": { "template": "Shipping", "version": 1 },
             "oracle": { "endpoints": [{
                 "name": "IdentityCheck",
-                "url": format!("http://127.0.0.1:{port}/verify"),
+                "url": format!("http://{}:{port}/verify", node.address),
                 "timeoutSeconds": 2,
                 "resultPath": "$.verified",
             }]},
@@ -484,12 +494,13 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
                 .map(|c| (c.status.clone(), c.reason.clone()))
         })
     };
-    wait_for("OracleApproval=True", LIMIT, || async {
-        let p = policies.get("publishers").await.ok()?;
-        (oracle_approval(&p) == Some(("True".into(), "IdentityEndpointVerifies".into())))
-            .then_some(())
-    })
-    .await;
+    stack
+        .wait_for("OracleApproval=True", LIMIT, || async {
+            let p = policies.get("publishers").await.ok()?;
+            (oracle_approval(&p) == Some(("True".into(), "IdentityEndpointVerifies".into())))
+                .then_some(())
+        })
+        .await;
 
     let registry =
         kontrakt_protocol::addresses::registry_address(&namespace, "registry", signer(0).address());
@@ -508,20 +519,21 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
             .await
             .expect("mined");
     }
-    let status = wait_for(
-        "the verified account enrolled, the other rejected",
-        LIMIT,
-        || async {
-            let s = policies.get("publishers").await.ok()?.status?;
-            let has = |list: &[kontrakt_operator::api::ParticipantState], a: Address| {
-                list.iter()
-                    .any(|p| p.address.parse::<Address>().ok() == Some(a))
-            };
-            (has(&s.enrolled, trusted.address()) && has(&s.rejected, stranger.address()))
-                .then_some(s)
-        },
-    )
-    .await;
+    let status = stack
+        .wait_for(
+            "the verified account enrolled, the other rejected",
+            LIMIT,
+            || async {
+                let s = policies.get("publishers").await.ok()?.status?;
+                let has = |list: &[kontrakt_operator::api::ParticipantState], a: Address| {
+                    list.iter()
+                        .any(|p| p.address.parse::<Address>().ok() == Some(a))
+                };
+                (has(&s.enrolled, trusted.address()) && has(&s.rejected, stranger.address()))
+                    .then_some(s)
+            },
+        )
+        .await;
     let entry = status
         .enrolled
         .iter()
@@ -548,7 +560,7 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
         chain_status(&anvil.url, registry, trusted.address()).await,
         MemberStatus::Enrolled,
         "{}",
-        runner.log_tails(30)
+        stack.diagnostics()
     );
 
     // Deleting the Oracle policy turns the approval off; its finalizer holds
@@ -557,17 +569,19 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
         .delete("publishers", &Default::default())
         .await
         .expect("delete policy");
-    wait_for("the policy gone", LIMIT, || async {
-        policies
-            .get_opt("publishers")
-            .await
-            .ok()
-            .and_then(|p| p.is_none().then_some(()))
-    })
-    .await;
+    stack
+        .wait_for("the policy gone", LIMIT, || async {
+            policies
+                .get_opt("publishers")
+                .await
+                .ok()
+                .and_then(|p| p.is_none().then_some(()))
+        })
+        .await;
     assert_eq!(
         chain_status(&anvil.url, registry, trusted.address()).await,
         MemberStatus::Revoked
     );
-    drop(runner);
+    assert_not_refused(&stack);
+    assert_operator_restarts(&stack, 0);
 }

@@ -178,10 +178,18 @@ maxPods: 60
 registerWithTaints:
   - {key: kontrakt.dev/real-node, value: "true", effect: NoSchedule}
 YAML
-nohup bash -c "cd '$k' && exec '$bin/kubelet' --config='$k/config.yaml' --kubeconfig='$k/kubeconfig' \
-  --root-dir='$k/root' --cert-dir='$k/pki' --hostname-override='$node_name' --node-ip='$address' \
-  --node-labels=kontrakt.dev/node=real --v=2" > "$dir/kubelet.log" 2>&1 < /dev/null &
-echo $! > "$dir/kubelet.pid"
+# How the kubelet starts, in a file of its own: a kubelet-restart test (or a
+# developer) starts it again exactly so (its log appended, its PID recorded).
+cat > "$dir/kubelet.start" <<SH
+#!/usr/bin/env bash
+nohup bash -c "cd '$k' && exec '$bin/kubelet' --config='$k/config.yaml' --kubeconfig='$k/kubeconfig' \\
+  --root-dir='$k/root' --cert-dir='$k/pki' --hostname-override='$node_name' --node-ip='$address' \\
+  --node-labels=kontrakt.dev/node=real --v=2" >> "$dir/kubelet.log" 2>&1 < /dev/null &
+echo \$! > "$dir/kubelet.pid"
+SH
+chmod +x "$dir/kubelet.start"
+: > "$dir/kubelet.log"
+"$dir/kubelet.start"
 t1=$(date +%s.%N)
 kubectl wait --for=create "node/$node_name" --timeout=60s >/dev/null || { tail -30 "$dir/kubelet.log" >&2; exit 1; }
 kubectl wait --for=condition=Ready "node/$node_name" --timeout=60s >/dev/null || { tail -30 "$dir/kubelet.log" >&2; exit 1; }

@@ -24,6 +24,8 @@ pub struct RealNode {
     pub address: IpAddr,
     /// containerd's socket (for `ctr`: container PIDs, killing a container).
     pub containerd: PathBuf,
+    /// up.sh's state for this node (the kubelet's PID file and start script).
+    pub dir: PathBuf,
     /// Where pods reach the apiserver (a relay on the node's address).
     pub api_server_host: String,
     pub api_server_port: u16,
@@ -50,6 +52,7 @@ impl RealNode {
             name: var("NODE_NAME").into(),
             address: var("NODE_ADDRESS").parse().expect("NODE_ADDRESS is an IP"),
             containerd: var("CONTAINERD_ADDRESS").into(),
+            dir: var("NODE_DIR").into(),
             api_server_host: var("API_SERVER_HOST").into(),
             api_server_port: var("API_SERVER_PORT")
                 .parse()
@@ -95,6 +98,43 @@ impl RealNode {
             panic!("{container} of {:?} has no container ID", pod.metadata.name)
         });
         self.ctr(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+    }
+
+    /// The kubelet's PID (up.sh records it).
+    pub fn kubelet_pid(&self) -> u32 {
+        let path = self.dir.join("kubelet.pid");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// SIGKILL to the kubelet (a crash: no shutdown of its pods), then the same
+    /// kubelet started again by up.sh's `kubelet.start`. Returns the new PID. The
+    /// containers (children of containerd's shims) keep running meanwhile.
+    pub fn restart_kubelet(&self) -> u32 {
+        let old = self.kubelet_pid();
+        let killed = Command::new("kill")
+            .args(["-KILL", &old.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "kill -KILL {old} (the kubelet)");
+        let gone = std::time::Instant::now();
+        while std::path::Path::new(&format!("/proc/{old}")).exists() {
+            assert!(
+                gone.elapsed() < std::time::Duration::from_secs(10),
+                "the kubelet {old} did not exit"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let started = Command::new(self.dir.join("kubelet.start"))
+            .status()
+            .expect("kubelet.start");
+        assert!(started.success(), "kubelet.start");
+        let new = self.kubelet_pid();
+        assert_ne!(new, old, "kubelet.start recorded a new PID");
+        new
     }
 
     fn ctr(&self, args: &[&str]) -> String {

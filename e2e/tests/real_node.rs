@@ -4,7 +4,8 @@
 //! checked on the host, against the pod spec the apiserver stored (not the
 //! operator's constants): uid, capabilities, read-only root, the key file's
 //! mode, the memory limit, readiness through the real probe, a kill restarts
-//! the container, and a crash loop is named in the service's condition.
+//! the container, and a crash loop or an image that cannot be pulled is named in
+//! the service's condition.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod};
 use kontrakt_e2e::{
@@ -401,5 +402,63 @@ async fn a_crashing_sidecar_is_named_crash_loop_back_off_in_ready() {
     assert_eq!(
         condition(&stack.services().get("crashing").await.unwrap(), "Deployed").map(|c| c.0),
         Some("False".into())
+    );
+}
+
+/// A sidecar image nobody can pull (a wrong name in the chart's values) is named
+/// in the service's Ready condition with the kubelet's reason, not left as a
+/// Deployment that silently never becomes available. The registry named is a
+/// closed port on the host's loopback: the pull fails at once, and nothing leaves
+/// the machine.
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_is_named_image_pull_back_off_in_ready() {
+    let node = RealNode::get();
+    let anvil = node.anvil();
+    let stack = Stack::start_on_real_node(
+        "real-pull",
+        &[("sidecarImage.repository", "127.0.0.1:9/kontrakt/missing")],
+        &node,
+    )
+    .await;
+    let signer = Signer::from_seed(&format!("{}/signer", stack.ns.name()));
+    stack
+        .create_secret("signer", "privateKey", &signer.key_hex)
+        .await;
+    stack
+        .services()
+        .create(
+            &PostParams::default(),
+            &shipping("unpullable", &anvil.url, "signer", 1),
+        )
+        .await
+        .expect("create the service");
+    let (reason, message) = stack
+        .wait_for(
+            "Ready=False ImagePullBackOff or ErrImagePull",
+            Duration::from_secs(120),
+            || async {
+                let s = stack.services().get("unpullable").await.ok()?;
+                let ready = s
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")?
+                    .clone();
+                (ready.status == "False"
+                    && matches!(ready.reason.as_str(), "ImagePullBackOff" | "ErrImagePull"))
+                .then_some((ready.reason, ready.message))
+            },
+        )
+        .await;
+    eprintln!("Ready=False {reason}: {message}");
+    assert!(
+        message.contains("container sidecar") && message.contains("127.0.0.1:9/kontrakt/missing"),
+        "the condition names the container and the image ({reason}): {message}"
+    );
+    assert_eq!(
+        nonce(&anvil.url, signer.address).await,
+        0,
+        "no sidecar ran, nothing was sent"
     );
 }

@@ -299,6 +299,15 @@ impl Stack {
         lines.join("\n")
     }
 
+    /// The whole log of every sidecar running now: the pod runner's processes, or
+    /// `kubectl logs` of the sidecar pods on the real node (the kubelet's path).
+    pub fn sidecar_logs(&self) -> String {
+        match &self.runner {
+            Some(runner) => runner.log_tails(100_000),
+            None => pod_logs(self.ns.name(), SIDECAR_SELECTOR, 100_000),
+        }
+    }
+
     /// The operator's log tail and every sidecar's, for failure messages.
     pub fn diagnostics(&self) -> String {
         let sidecars = match &self.runner {

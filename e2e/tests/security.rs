@@ -2,7 +2,9 @@
 //! Security "restricted" (so every operator pod the other tests run was
 //! admitted under it), and no Secret value — signer key, oracle header,
 //! a garbled key the operator refused — appears in any ConfigMap, object,
-//! status or Event of the namespace, nor in the operator's or a sidecar's log.
+//! status or Event of the namespace, nor in the operator's or a sidecar's log
+//! (the operator pod and the sidecar containers on the real node, their logs read
+//! through the kubelet as `kubectl logs` would).
 
 use alloy::primitives::keccak256;
 use k8s_openapi::api::core::v1::Pod;
@@ -11,11 +13,11 @@ use kontrakt_e2e::{
     chain::Signer,
     cluster,
     contract_services::condition,
+    real_node::RealNode,
     secret_scan::{find_leaks, leak_forms},
-    stack::{Stack, assert_operator_restarts, binaries},
+    stack::{Stack, assert_operator_restarts},
 };
 use kontrakt_operator::api::SmartContractService;
-use kontrakt_sidecar::devchain::Anvil;
 use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
@@ -78,9 +80,10 @@ fn service_with_secrets(name: &str, rpc_url: &str, signer_secret: &str) -> Smart
 
 #[tokio::test]
 async fn no_secret_value_appears_in_configmaps_objects_statuses_events_or_logs() {
-    let binaries = binaries().await;
-    let anvil = Anvil::start(&[]).expect("anvil");
-    let stack = Stack::start("secret-scan", &[], &binaries).await;
+    let node = RealNode::get();
+    // Pods reach the host only at the node's address: the chain listens there.
+    let anvil = node.anvil();
+    let stack = Stack::start_on_real_node("secret-scan", &[], &node).await;
     let ns = stack.ns.name().to_owned();
 
     // Values unique to this run, so a match cannot be a coincidence.
@@ -116,6 +119,8 @@ async fn no_secret_value_appears_in_configmaps_objects_statuses_events_or_logs()
     let started = std::time::Instant::now();
     stack.wait_ready("shipping", Duration::from_secs(120)).await;
     eprintln!("shipping Ready after {:?}", started.elapsed());
+    // Version 1's pod goes with the upgrade, and its log with it: kept now.
+    let first_pod_log = stack.sidecar_logs();
     // An upgrade writes more status, Events and a second pod.
     services
         .patch(
@@ -161,9 +166,17 @@ async fn no_secret_value_appears_in_configmaps_objects_statuses_events_or_logs()
         ),
         (
             "the sidecars' logs",
-            stack.runner().log_tails(100_000).to_ascii_lowercase(),
+            format!("{first_pod_log}\n{}", stack.sidecar_logs()).to_ascii_lowercase(),
         ),
     ];
+    // The scan reads real logs, not an error message in their place.
+    for (log, text) in &logs {
+        assert!(
+            text.contains("serving") || text.contains("starting"),
+            "{log} was not read:\n{}",
+            &text[..text.len().min(500)]
+        );
+    }
     for (what, secret) in secrets {
         for (log, text) in &logs {
             if leak_forms(secret)

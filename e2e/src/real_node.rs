@@ -97,7 +97,12 @@ impl RealNode {
         let id = container_id(pod, container).unwrap_or_else(|| {
             panic!("{container} of {:?} has no container ID", pod.metadata.name)
         });
-        self.ctr(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+        self.kill_container_id(&id);
+    }
+
+    /// SIGKILL to the container `id` (containerd's task).
+    pub fn kill_container_id(&self, id: &str) {
+        self.ctr(&["tasks", "kill", "--signal", "SIGKILL", id]);
     }
 
     /// The kubelet's PID (up.sh records it).

@@ -10,7 +10,7 @@ use crate::{
     cluster,
     contract_services::condition,
     operator_process::{OperatorProcess, Release, forbidden_lines, operator_binary},
-    pod_runner::{PodRunner, SIDECAR_SELECTOR, sidecar_binary},
+    pod_runner::{PodRunner, SIDECAR_CONTAINER, SIDECAR_SELECTOR, sidecar_binary},
     real_node::{OperatorPod, RealNode, pod_logs},
 };
 use alloy::primitives::Address;
@@ -185,16 +185,19 @@ impl Stack {
             .expect("this stack runs its pods on the real node, not through the pod runner")
     }
 
-    /// `http://<address>:<port>` of the running sidecar pod whose name starts with
-    /// `prefix`: the pod's IP and the sidecar's port on the real node (the host reaches
-    /// pods on the node's bridge), the process's loopback address under the pod runner.
-    pub async fn sidecar_url(&self, prefix: &str) -> Option<String> {
+    /// The running sidecar pod whose name starts with `prefix`, wherever it runs.
+    pub async fn sidecar_pod(&self, prefix: &str) -> Option<SidecarPod> {
         if let Some(runner) = &self.runner {
-            return runner
+            let (name, addr) = runner
                 .running()
                 .into_iter()
-                .find(|(pod, _)| pod.starts_with(prefix))
-                .map(|(_, addr)| format!("http://{addr}"));
+                .find(|(pod, _)| pod.starts_with(prefix))?;
+            let pid = runner.pid(&name)?;
+            return Some(SidecarPod {
+                url: format!("http://{addr}"),
+                instance: format!("pid {pid}"),
+                name,
+            });
         }
         let pods =
             Api::<k8s_openapi::api::core::v1::Pod>::namespaced(self.client.clone(), self.ns.name())
@@ -202,17 +205,47 @@ impl Stack {
                 .await
                 .ok()?;
         pods.items.into_iter().find_map(|p| {
-            let running = p.metadata.deletion_timestamp.is_none()
-                && p.metadata.name.as_deref()?.starts_with(prefix);
+            let name = p.metadata.name.clone()?;
+            if p.metadata.deletion_timestamp.is_some() || !name.starts_with(prefix) {
+                return None;
+            }
+            let container = crate::real_node::container_id(&p, SIDECAR_CONTAINER)?;
             let status = p.status?;
-            let ip = status
-                .pod_ip
-                .filter(|_| running && status.phase.as_deref() == Some("Running"))?;
-            Some(format!(
-                "http://{ip}:{}",
-                kontrakt_protocol::mounts::SIDECAR_PORT
-            ))
+            let running = status.container_statuses.iter().flatten().any(|c| {
+                c.name == SIDECAR_CONTAINER && c.state.as_ref().is_some_and(|s| s.running.is_some())
+            });
+            let ip = status.pod_ip.filter(|_| running)?;
+            Some(SidecarPod {
+                url: format!("http://{ip}:{}", kontrakt_protocol::mounts::SIDECAR_PORT),
+                instance: format!("container {container}"),
+                name,
+            })
         })
+    }
+
+    /// SIGKILL to the sidecar of `pod` (an OOM kill, a crash): the pod runner's
+    /// process, or the container on the real node. Its kubelet starts it again.
+    pub fn kill_sidecar(&self, pod: &SidecarPod) {
+        match (&self.runner, &self.node) {
+            (Some(runner), _) => {
+                let pid = runner
+                    .pid(&pod.name)
+                    .unwrap_or_else(|| panic!("pod {} runs no process", pod.name));
+                let status = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .expect("kill");
+                assert!(status.success(), "kill -KILL {pid}");
+            }
+            (None, Some(node)) => {
+                let id = pod
+                    .instance
+                    .strip_prefix("container ")
+                    .expect("a container instance");
+                node.kill_container_id(id);
+            }
+            (None, None) => unreachable!("a stack runs its pods somewhere"),
+        }
     }
 
     pub fn services(&self) -> Api<SmartContractService> {
@@ -372,6 +405,18 @@ impl Stack {
         })
         .await
     }
+}
+
+/// A running sidecar pod as a test sees it, through either kubelet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarPod {
+    pub name: String,
+    /// `http://<address>:<port>` of its sidecar: the process's loopback address under the
+    /// pod runner, the pod's IP on the real node (the host reaches pods on the node's bridge).
+    pub url: String,
+    /// What changes when its sidecar starts again: the process (pod runner) or the
+    /// container (real node).
+    pub instance: String,
 }
 
 /// Ready=True.

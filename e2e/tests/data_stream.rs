@@ -9,17 +9,15 @@
 use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use kontrakt_e2e::{
-    TestNamespace, cluster,
-    contract_services::{create_secret, service, start_controller, wait_for},
-    pod_runner::{PodRunner, sidecar_binary},
+    contract_services::{service, wait_for},
     real_node::RealNode,
     stack::{Stack, assert_not_refused, assert_operator_restarts},
 };
-use kontrakt_operator::api::{DataStream, SmartContractService};
+use kontrakt_operator::api::DataStream;
 use kontrakt_protocol::config::ChainConfig;
 use kontrakt_sidecar::{
     chain::Chain,
-    devchain::{Anvil, DEV_KEYS},
+    devchain::DEV_KEYS,
     stream::{
         buyer::{Buyer, BuyerError},
         server::StreamDenied,
@@ -122,9 +120,10 @@ async fn a_stream_is_published_anchored_bought_and_verified() {
     // The buyer reaches the publisher pod at its IP on the node's bridge.
     let publisher = stack
         .wait_for("the publisher pod running", LIMIT, || {
-            stack.sidecar_url("pump-telemetry-publisher")
+            stack.sidecar_pod("pump-telemetry-publisher")
         })
-        .await;
+        .await
+        .url;
 
     // A buyer pays for a minute, fetches and verifies every message against the roots on chain.
     let key: alloy::signers::local::PrivateKeySigner = DEV_KEYS[1].parse().unwrap();
@@ -234,8 +233,8 @@ struct SwitchableSensor {
 }
 
 impl SwitchableSensor {
-    async fn start() -> SwitchableSensor {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    async fn start(host: std::net::IpAddr) -> SwitchableSensor {
+        let listener = tokio::net::TcpListener::bind((host, 0))
             .await
             .expect("bind");
         let port = listener.local_addr().unwrap().port();
@@ -291,37 +290,39 @@ impl SwitchableSensor {
 
 /// The operator's publisher pod under faults: its sensor goes offline (the
 /// publisher keeps running, status says the source is silent, then receiving
-/// again); its process is killed with a batch half full and restarted by the
-/// pod runner as the kubelet would (same pod); then the pod itself is deleted
+/// again); its container is killed with a batch half full and restarted by the
+/// kubelet of the real node (same pod); then the pod itself is deleted
 /// and replaced (the log is on the stream's PersistentVolumeClaim). No
 /// reading served before either is lost, no batch is anchored twice.
 #[tokio::test]
 async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
-    let binary = tokio::task::spawn_blocking(sidecar_binary)
-        .await
-        .expect("sidecar binary");
-    let anvil = Anvil::start(&[]).expect("anvil");
-    let client = cluster().await;
-    let ns = TestNamespace::create(&client, "stream-faults").await;
-    create_secret(&client, ns.name(), "signer", DEV_KEYS[0]).await;
-    let _controller = start_controller(client.clone(), ns.name(), Duration::from_secs(2));
-    let runner = PodRunner::start(client.clone(), ns.name(), binary);
-    let sensor = SwitchableSensor::start().await;
-    // The volume the stream's claim binds to: a hostPath PV reserved for it.
+    let node = RealNode::get();
+    // Pods reach the host only at the node's address: the chain and the sensor listen there.
+    let anvil = node.anvil();
+    let stack = Stack::start_on_real_node("stream-faults", &[("resyncSeconds", "2")], &node).await;
+    let (client, ns) = (stack.client.clone(), stack.ns.name().to_owned());
+    stack
+        .create_secret("signer", "privateKey", DEV_KEYS[0])
+        .await;
+    let sensor = SwitchableSensor::start(node.address).await;
+    // The volume the stream's claim binds to: a hostPath PV reserved for it, a
+    // directory the publisher's user (65532, not root) may write.
     let volume_dir = tempfile::tempdir().expect("volume dir");
-    let volume = LogVolume::create(&client, ns.name(), "pump-9-log", volume_dir.path()).await;
-    Api::<SmartContractService>::namespaced(client.clone(), ns.name())
+    std::os::unix::fs::chown(volume_dir.path(), Some(65532), Some(65532)).expect("chown");
+    let volume = LogVolume::create(&client, &ns, "pump-9-log", volume_dir.path()).await;
+    stack
+        .services()
         .create(&PostParams::default(), &service("shipping", &anvil.url, 1))
         .await
         .expect("seller");
-    let streams: Api<DataStream> = Api::namespaced(client.clone(), ns.name());
+    let streams: Api<DataStream> = Api::namespaced(client.clone(), &ns);
     let ds: DataStream = serde_json::from_value(json!({
         "apiVersion": "kontrakt.dev/v1alpha1",
         "kind": "DataStream",
         "metadata": { "name": "pump-9" },
         "spec": {
             "seller": { "name": "shipping" },
-            "source": { "http": { "url": format!("http://127.0.0.1:{}/telemetry", sensor.port), "intervalSeconds": 1 } },
+            "source": { "http": { "url": format!("http://{}:{}/telemetry", node.address, sensor.port), "intervalSeconds": 1 } },
             "pricing": { "pricePerSecondWei": PRICE, "minDurationSeconds": SECONDS },
             "integrity": { "batchSize": 3, "maxDelaySeconds": 2 },
             "storage": { "size": "1Gi", "storageClassName": volume.class },
@@ -343,42 +344,41 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     };
-    let status = wait_for("Ready and receiving", LIMIT, || async {
-        let s = streams.get("pump-9").await.ok()?.status?;
-        (ready(&s) && receiving(&s) == Some(("True".into(), "BatchesAnchored".into()))).then_some(s)
-    })
-    .await;
+    let status = stack
+        .wait_for("Ready and receiving", LIMIT, || async {
+            let s = streams.get("pump-9").await.ok()?.status?;
+            (ready(&s) && receiving(&s) == Some(("True".into(), "BatchesAnchored".into())))
+                .then_some(s)
+        })
+        .await;
     let stream_id: U256 = status.stream_id.as_deref().unwrap().parse().unwrap();
-    let publisher_pod = || {
-        runner
-            .running()
-            .into_iter()
-            .find(|(pod, _)| pod.starts_with("pump-9-publisher"))
-            .unwrap_or_else(|| panic!("no publisher process: {:?}", runner.running()))
-    };
-    let (pod, _) = publisher_pod();
-    let pid = runner.pid(&pod).expect("publisher pid");
+    let publisher = || stack.sidecar_pod("pump-9-publisher");
+    let pod = stack
+        .wait_for("the publisher pod running", LIMIT, publisher)
+        .await;
 
     // The sensor goes offline: the publisher keeps running, the status says so.
     sensor.set_online(false);
-    let silent = wait_for("Receiving=False SourceSilent", LIMIT, || async {
-        let s = streams.get("pump-9").await.ok()?.status?;
-        (receiving(&s).map(|r| r.1).as_deref() == Some("SourceSilent")).then_some(s)
-    })
-    .await;
+    let silent = stack
+        .wait_for("Receiving=False SourceSilent", LIMIT, || async {
+            let s = streams.get("pump-9").await.ok()?.status?;
+            (receiving(&s).map(|r| r.1).as_deref() == Some("SourceSilent")).then_some(s)
+        })
+        .await;
     assert!(ready(&silent), "anchored data is still served: {silent:?}");
     assert_eq!(
-        runner.pid(&pod),
-        Some(pid),
+        publisher().await.as_ref(),
+        Some(&pod),
         "the publisher kept running\n{}",
-        runner.log_tails(20)
+        stack.diagnostics()
     );
     sensor.set_online(true);
-    wait_for("receiving again", LIMIT, || async {
-        let s = streams.get("pump-9").await.ok()?.status?;
-        (receiving(&s).map(|r| r.0).as_deref() == Some("True")).then_some(())
-    })
-    .await;
+    stack
+        .wait_for("receiving again", LIMIT, || async {
+            let s = streams.get("pump-9").await.ok()?.status?;
+            (receiving(&s).map(|r| r.0).as_deref() == Some("True")).then_some(())
+        })
+        .await;
 
     // Killed with a batch half full: right after a batch is anchored, about
     // 1.5 readings into the next one (batches of 3, one reading a second).
@@ -393,23 +393,26 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
             .unwrap_or_default()
     };
     let before = last_batch().await;
-    wait_for("the next batch anchored", LIMIT, || async {
-        (last_batch().await > before).then_some(())
-    })
-    .await;
+    stack
+        .wait_for("the next batch anchored", LIMIT, || async {
+            (last_batch().await > before).then_some(())
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let killed_at = std::time::Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    stack.kill_sidecar(&pod);
     let served_before_kill = sensor.served_before(killed_at - Duration::from_millis(500));
-    let new_pid = wait_for("the publisher restarted in its pod", LIMIT, || async {
-        runner.pid(&pod).filter(|p| *p != pid)
-    })
-    .await;
-    assert_ne!(new_pid, pid);
+    let restarted = stack
+        .wait_for("the publisher restarted in its pod", LIMIT, || async {
+            publisher()
+                .await
+                .filter(|p| p.name == pod.name && p.instance != pod.instance)
+        })
+        .await;
+    eprintln!(
+        "publisher {}: {} killed, {} runs",
+        pod.name, pod.instance, restarted.instance
+    );
     assert!(!served_before_kill.is_empty(), "readings before the kill");
 
     // A buyer reads everything anchored once the readings before the kill are in.
@@ -429,17 +432,20 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
         .subscribe(stream_id, 5 * SECONDS)
         .await
         .expect("subscribe");
-    let publisher = format!("http://{}", publisher_pod().1);
-    assert_nothing_lost(&buyer, stream_id, &served_before_kill, "the kill", || {
-        Some(publisher_pod().1)
-    })
+    assert_nothing_lost(
+        &buyer,
+        stream_id,
+        &served_before_kill,
+        "the kill",
+        || async { publisher().await.map(|p| p.url) },
+    )
     .await
-    .unwrap_or_else(|e| panic!("{e} (publisher {publisher})\n{}", runner.log_tails(30)));
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack.diagnostics()));
 
     // The pod is deleted (as on eviction or a drained node): the Deployment
     // makes a new one, which finds the log on the claim and serves it all.
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns.name());
-    pods.delete(&pod, &Default::default())
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    pods.delete(&pod.name, &Default::default())
         .await
         .expect("delete the publisher pod");
     let deleted_at = std::time::Instant::now();
@@ -449,16 +455,15 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
         stream_id,
         &served_before_delete,
         "the pod was replaced",
-        || {
-            runner
-                .running()
-                .into_iter()
-                .find(|(p, _)| p.starts_with("pump-9-publisher") && *p != pod)
-                .map(|(_, addr)| addr)
+        || async {
+            publisher()
+                .await
+                .filter(|p| p.name != pod.name)
+                .map(|p| p.url)
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", runner.log_tails(30)));
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack.diagnostics()));
     // Each batch number anchored exactly once, numbered without gaps.
     let logs = provider
         .get_logs(
@@ -488,27 +493,31 @@ async fn the_publisher_pod_rides_out_a_silent_sensor_and_a_kill() {
         (first..first + batches.len() as u64).collect::<Vec<_>>(),
         "each batch anchored once, in order"
     );
-    drop(runner);
+    assert_not_refused(&stack);
+    assert_operator_restarts(&stack, 0);
     volume.delete().await;
 }
 
 /// Waits until the publisher at `publisher()` serves, verified against the chain, readings
 /// past the last of `served` (so every one of them had time to be anchored); then checks that
 /// they come in order, none twice, and that none of `served` is missing.
-async fn assert_nothing_lost(
+async fn assert_nothing_lost<P>(
     buyer: &Buyer,
     stream_id: U256,
     served: &[u64],
     before: &str,
-    publisher: impl Fn() -> Option<std::net::SocketAddr>,
-) -> Result<(), String> {
+    publisher: impl Fn() -> P,
+) -> Result<(), String>
+where
+    P: std::future::Future<Output = Option<String>>,
+{
     let last = *served.last().ok_or("nothing was served")?;
     let readings = wait_for(
         &format!("every reading served before {before} anchored and verified"),
         LIMIT,
         || async {
             let (messages, _) = buyer
-                .fetch_verified(&format!("http://{}", publisher()?), stream_id, 0)
+                .fetch_verified(&publisher().await?, stream_id, 0)
                 .await
                 .ok()?;
             let readings: Vec<u64> = messages

@@ -77,13 +77,22 @@ pub async fn observe_chain(plan: &Plan, chains: &ChainReaders, timeout: Duration
 }
 
 async fn read_chain(plan: &Plan, provider: &DynProvider) -> Result<ChainState, String> {
-    let (actual, block) = tokio::join!(provider.get_chain_id(), provider.get_block_number());
+    let (actual, block) = tokio::join!(
+        provider.get_chain_id(),
+        provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+    );
     let actual = actual.map_err(|e| e.to_string())?;
     if actual != plan.sidecar_config.chain.chain_id {
         return Ok(ChainState::WrongChain { actual });
     }
     // Every read at one block, so they describe one state of the chain.
-    let at = alloy::eips::BlockId::number(block.map_err(|e| e.to_string())?);
+    let block = block
+        .map_err(|e| e.to_string())?
+        .ok_or("the node has no latest block")?;
+    let at = alloy::eips::BlockId::number(block.header.number);
+    // Expiry is judged by the chain's clock, as the registry judges it (not this
+    // machine's: a dev chain's time can be moved, a real one's lags a little).
+    let chain_time = block.header.timestamp;
     let code_hash = |code: alloy::primitives::Bytes| (!code.is_empty()).then(|| keccak256(&code));
     let db = ContractDatabase::new(plan.addresses.database, provider);
     let logic = KontraktContract::new(plan.addresses.logic, provider);
@@ -111,14 +120,10 @@ async fn read_chain(plan: &Plan, provider: &DynProvider) -> Result<ChainState, S
             return Ok(Some(SignerEnrollment::RegistryNotDeployed));
         }
         let member = member.map_err(|e| e.to_string())?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
         Ok::<_, String>(Some(SignerEnrollment::Member {
             status: MemberStatus::from_number(member.status),
             active: MemberStatus::from_number(member.status) == MemberStatus::Enrolled
-                && (member.expiresAt == 0 || member.expiresAt > now),
+                && (member.expiresAt == 0 || member.expiresAt > chain_time),
             admin: admin.map_err(|e| e.to_string())? == signer,
             oracle: oracle.map_err(|e| e.to_string())?,
         }))
@@ -348,7 +353,8 @@ fn enrolled_condition(e: &SignerEnrollment) -> Computed {
                     MemberStatus::Pending => "join request pending",
                     MemberStatus::Suspended => "suspended",
                     MemberStatus::Revoked => "revoked",
-                    MemberStatus::Rejected | MemberStatus::Enrolled => "expired",
+                    MemberStatus::Rejected => "join request rejected",
+                    MemberStatus::Enrolled => "enrollment expired (chain time)",
                 }
             ),
         ),

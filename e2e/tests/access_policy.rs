@@ -9,7 +9,7 @@
 use alloy::{
     network::EthereumWallet,
     primitives::{Address, FixedBytes, U256},
-    providers::ProviderBuilder,
+    providers::{Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -581,6 +581,103 @@ async fn join_requests_are_verified_through_the_identity_endpoint() {
     assert_eq!(
         chain_status(&anvil.url, registry, trusted.address()).await,
         MemberStatus::Revoked
+    );
+    assert_not_refused(&stack);
+    assert_operator_restarts(&stack, 0);
+}
+
+/// Expiry is judged by the chain's clock, as the registry judges it: an enrollment past
+/// its `expiresAt` in chain time is no longer active, though this machine's clock says it
+/// has an hour left (the dev chain's clock is moved two hours ahead).
+#[tokio::test]
+async fn an_enrollment_expired_in_chain_time_is_reported_not_enrolled() {
+    let node = RealNode::get();
+    let anvil = node.anvil();
+    let stack = Stack::start_on_real_node("expiry", &[("resyncSeconds", "2")], &node).await;
+    stack
+        .create_secret("signer", "privateKey", DEV_KEYS[0])
+        .await;
+    let member = key(8);
+    member.fund(&anvil.url).await;
+    stack
+        .create_secret("member", "privateKey", &member.key_hex)
+        .await;
+    let services = stack.services();
+    let policies: Api<AccessPolicy> = Api::namespaced(stack.client.clone(), stack.ns.name());
+    services
+        .create(
+            &PostParams::default(),
+            &service("shipping", &anvil.url, "signer"),
+        )
+        .await
+        .expect("create the registry service");
+    let in_an_hour = k8s_openapi::jiff::Timestamp::now()
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(1))
+        .expect("a time")
+        .round(k8s_openapi::jiff::Unit::Second)
+        .expect("rounded");
+    let policy: AccessPolicy = serde_json::from_value(json!({
+        "apiVersion": "kontrakt.dev/v1alpha1",
+        "kind": "AccessPolicy",
+        "metadata": { "name": "supply-chain" },
+        "spec": {
+            "registry": { "name": "shipping" },
+            "participants": [{
+                "name": "member",
+                "address": signer(8).address().to_checksum(None),
+                "role": "Node",
+                "expiresAt": in_an_hour.to_string(),
+            }],
+        }
+    }))
+    .unwrap();
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create the policy");
+    services
+        .create(
+            &PostParams::default(),
+            &service("member", &anvil.url, "member"),
+        )
+        .await
+        .expect("create the member service");
+    stack
+        .wait_for("member Ready and Enrolled", LIMIT, || async {
+            let s = services.get("member").await.ok()?;
+            (kontrakt_e2e::stack::is_ready(&s)
+                && condition(&s, "Enrolled").map(|c| c.0) == Some("True".into()))
+            .then_some(())
+        })
+        .await;
+
+    let provider = ProviderBuilder::new().connect_http(anvil.url.parse().unwrap());
+    provider
+        .raw_request::<_, serde_json::Value>("evm_increaseTime".into(), (7_200u64,))
+        .await
+        .expect("evm_increaseTime");
+    provider
+        .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+        .await
+        .expect("evm_mine");
+    let message = stack
+        .wait_for(
+            "member Enrolled=False after its chain-time expiry",
+            LIMIT,
+            || async {
+                let s = services.get("member").await.ok()?;
+                let c = s
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Enrolled")?;
+                (c.status == "False" && c.reason == "SignerNotEnrolled").then_some(c.message)
+            },
+        )
+        .await;
+    assert!(
+        message.contains("expired"),
+        "the condition says why: {message}"
     );
     assert_not_refused(&stack);
     assert_operator_restarts(&stack, 0);

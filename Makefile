@@ -27,6 +27,7 @@ CARGO       ?= cargo
 help:
 	@echo "make demo   - control plane, anvil, operator, samples: oracle answered, stream bought and verified"
 	@echo "make test   - all tests (generated files, fmt, clippy, unit, contracts, e2e)"
+	@echo "make demo REAL_NODE=1 - the same with real containers on a real node (kubelet + containerd)"
 	@echo "make demo-down - stop what make demo started"
 	@echo "make cluster-up / cluster-down - the local control plane alone"
 	@echo "make images - OCI archives of the operator and the sidecar in .kontrakt/images (no Docker)"
@@ -203,7 +204,9 @@ bench-stream: npm
 ## Demo ----------------------------------------------------------------------
 
 .PHONY: demo demo-down
-demo: tools
-	e2e/demo.sh
+# REAL_NODE=1: the operator and every pod run as real containers of kontrakt's
+# images (built first) on a real node (kubelet + containerd) beside kwok's.
+demo: tools $(if $(filter 1,$(REAL_NODE)),images)
+	KONTRAKT_REAL_NODE=$(if $(filter 1,$(REAL_NODE)),1,0) e2e/demo.sh
 demo-down:
 	e2e/demo-down.sh

@@ -14,6 +14,10 @@ if pid=$(cat "$run/demo.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null; then
 fi
 rm -f "$run/demo.pid" "$run/report.json" "$run/summary.txt" "$run/buyer.key"
 "$here/cluster-down.sh"
+# A demo on the real node: nothing its kubelet or containerd made may survive.
+if [ -d "$(dirname "$here")/.kontrakt/node" ]; then
+  "$here/node/check-clean.sh" || exit 1
+fi
 if [ -n "${pid:-}" ] && pgrep -s "$pid" >/dev/null 2>&1; then
   echo "processes of the demo are still running:" >&2
   pgrep -a -s "$pid" >&2

@@ -7,10 +7,14 @@
 # answered, a stream anchored, bought and verified. It ends in `kubectl get
 # kontrakt` and a summary; everything keeps running for you to explore until
 # `make demo-down`. Running it again while the demo is up shows it again.
+# KONTRAKT_REAL_NODE=1 (`make demo REAL_NODE=1`): the cluster gets a real node and
+# the operator and the pods run there as real containers (images from `make images`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 export DEMO_NAMESPACE=${DEMO_NAMESPACE:-kontrakt-demo}
+# Where up.sh describes the real node (read by kontrakt-demo with KONTRAKT_REAL_NODE=1).
+export KONTRAKT_REAL_NODE_ENV=${KONTRAKT_REAL_NODE_ENV:-$repo/.kontrakt/node/${KONTRAKT_CLUSTER:-kontrakt}/node.env}
 ns=$DEMO_NAMESPACE
 run=$repo/.kontrakt/demo
 mkdir -p "$run"

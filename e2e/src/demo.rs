@@ -15,7 +15,7 @@ use crate::{
     KONTRAKT_KINDS, TestNamespace, cluster,
     contracts::Shipping,
     devices::Device,
-    stack::{Binaries, Stack},
+    stack::{Placement, Stack},
 };
 use alloy::{
     network::EthereumWallet,
@@ -37,7 +37,10 @@ use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams},
 };
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 /// The sample objects' names.
 pub const SERVICE: &str = "shipping";
@@ -62,7 +65,7 @@ const CHART_VALUES: &[(&str, &str)] = &[("resyncSeconds", "5")];
 /// How long each step may take before the demo fails with the diagnostics.
 const STEP: Duration = Duration::from_secs(180);
 
-/// The loopback ports of the chain and the two devices.
+/// The ports of the chain and the two devices (on the placement's host address).
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
     pub chain: u16,
@@ -78,13 +81,13 @@ impl Ports {
         telemetry: 9091,
     };
 
-    /// Free ports, for a test beside a running demo.
-    pub fn free() -> Ports {
+    /// Free ports on `host`, for a test beside a running demo.
+    pub fn free(host: IpAddr) -> Ports {
         let port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
+            std::net::TcpListener::bind((host, 0))
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())
-                .expect("a free loopback port")
+                .expect("a free port")
         };
         Ports {
             chain: port(),
@@ -105,6 +108,8 @@ pub struct Namespaces {
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub namespace: String,
+    /// The chain's RPC URL (where the pods reach it).
+    pub chain_url: String,
     pub contract: Address,
     pub database: Address,
     pub registry: Address,
@@ -139,24 +144,24 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// Runs the whole scenario and returns once a verified purchase is done.
-    pub async fn run(namespaces: Namespaces, ports: Ports, binaries: &Binaries) -> Demo {
-        let anvil = Anvil::start_on(ports.chain, &[]).unwrap_or_else(|e| {
+    /// Runs the whole scenario and returns once a verified purchase is done. The chain and
+    /// the devices listen where the pods reach them ([`Placement::host`]).
+    pub async fn run(namespaces: Namespaces, ports: Ports, placement: &Placement) -> Demo {
+        let host = placement.host();
+        let anvil = Anvil::start_on_host(host, ports.chain, &[]).unwrap_or_else(|e| {
             panic!(
-                "anvil on 127.0.0.1:{}: {e} (is something else listening there?)",
+                "anvil on {host}:{}: {e} (is something else listening there?)",
                 ports.chain
             )
         });
-        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let at = |port| SocketAddr::new(host, port);
         let devices = [
-            Device::shipment_cost(
-                loopback(ports.shipment_cost),
-                "/shipment-cost",
-                SHIPMENT_COST,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("the cost service on port {}: {e}", ports.shipment_cost)),
-            Device::pump_sensor(loopback(ports.telemetry), "/telemetry")
+            Device::shipment_cost(at(ports.shipment_cost), "/shipment-cost", SHIPMENT_COST)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("the cost service on port {}: {e}", ports.shipment_cost)
+                }),
+            Device::pump_sensor(at(ports.telemetry), "/telemetry")
                 .await
                 .unwrap_or_else(|e| panic!("the pump sensor on port {}: {e}", ports.telemetry)),
         ];
@@ -164,23 +169,31 @@ impl Demo {
             "anvil on {}, the cost service on {}, the pump sensor on {}",
             anvil.url, devices[0].addr, devices[1].addr
         ));
-        let stack = Stack::start_in(
+        let stack = Stack::start_placed(
             namespaces.workload,
             namespaces.release,
             CHART_VALUES,
-            binaries,
+            placement,
         )
         .await;
-        progress(&format!(
-            "the chart's RBAC in {}, the operator and the pod runner for {}",
-            stack.release.namespace.name(),
-            stack.ns.name()
-        ));
+        progress(&match placement {
+            Placement::PodRunner(_) => format!(
+                "the chart's RBAC in {}, the operator and the pod runner for {}",
+                stack.release.namespace.name(),
+                stack.ns.name()
+            ),
+            Placement::RealNode(node) => format!(
+                "the chart installed in {}: the operator pod Ready on the real node {}, for {}",
+                stack.release.namespace.name(),
+                node.name,
+                stack.ns.name()
+            ),
+        });
         let ns = stack.ns.name().to_owned();
         stack
             .create_secret(SIGNER_SECRET, "privateKey", DEV_KEYS[0])
             .await;
-        apply_samples(&stack.client, &ns, ports).await;
+        apply_samples(&stack.client, &ns, host, ports).await;
         progress("the samples applied: SmartContractService, AccessPolicy, DataStream");
 
         // The service deploys its pair and hosts the registry the policy enrolls into.
@@ -263,13 +276,13 @@ impl Demo {
             .expect("streamId in status")
             .parse()
             .expect("a decimal stream id");
+        let publisher = format!("{STREAM}-publisher");
         let publisher_url = stack
-            .runner()
-            .running()
-            .into_iter()
-            .find(|(pod, _)| pod.starts_with(&format!("{STREAM}-publisher")))
-            .map(|(_, addr)| format!("http://{addr}"))
-            .unwrap_or_else(|| panic!("no publisher runs\n{}", stack.diagnostics()));
+            .wait_for("the publisher pod running", STEP, || {
+                stack.sidecar_pod(&publisher)
+            })
+            .await
+            .url;
         progress(&format!(
             "pump-telemetry: stream {stream_id}, batches anchored by its publisher"
         ));
@@ -323,6 +336,7 @@ impl Demo {
 
         let report = Report {
             namespace: ns,
+            chain_url: anvil.url.clone(),
             contract,
             database,
             registry,
@@ -338,15 +352,13 @@ impl Demo {
             paid_wei: subscription.paid_wei,
             verified_messages: verified.len(),
             sidecar_url: stack
-                .runner()
-                .running()
-                .into_iter()
-                .find(|(pod, _)| pod.starts_with(SERVICE) && !pod.contains("publisher"))
-                .map(|(_, addr)| format!("http://{addr}"))
+                .sidecar_pod(&format!("{SERVICE}-"))
+                .await
+                .map(|p| p.url)
                 .unwrap_or_default(),
             publisher_url,
-            operator_metrics: format!("http://{}/metrics", stack.operator.process().listen),
-            operator_log: stack.operator.process().log.display().to_string(),
+            operator_metrics: stack.operator.metrics_url().await,
+            operator_log: stack.operator.log_hint(),
         };
         Demo {
             stack,
@@ -363,8 +375,9 @@ fn progress(line: &str) {
 }
 
 /// The samples as a user applies them (server-side apply), with the loopback
-/// ports they name replaced by `ports` (the same ones for `make demo`).
-async fn apply_samples(client: &Client, ns: &str, ports: Ports) {
+/// addresses they name replaced by `host` and `ports` (the same ones for `make demo`
+/// on fake nodes; on the real node, containers reach the host at the node's address).
+async fn apply_samples(client: &Client, ns: &str, host: IpAddr, ports: Ports) {
     let dir = crate::workspace().join("e2e/samples");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -374,20 +387,15 @@ async fn apply_samples(client: &Client, ns: &str, ports: Ports) {
     files.sort();
     let s = Ports::SAMPLES;
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
-            .replace(
-                &format!("127.0.0.1:{}", s.chain),
-                &format!("127.0.0.1:{}", ports.chain),
-            )
-            .replace(
-                &format!("127.0.0.1:{}", s.shipment_cost),
-                &format!("127.0.0.1:{}", ports.shipment_cost),
-            )
-            .replace(
-                &format!("127.0.0.1:{}", s.telemetry),
-                &format!("127.0.0.1:{}", ports.telemetry),
-            );
+        let mut text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for (sample, port) in [
+            (s.chain, ports.chain),
+            (s.shipment_cost, ports.shipment_cost),
+            (s.telemetry, ports.telemetry),
+        ] {
+            text = text.replace(&format!("127.0.0.1:{sample}"), &format!("{host}:{port}"));
+        }
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let object: DynamicObject = serde::Deserialize::deserialize(doc)
                 .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -471,19 +479,21 @@ pub async fn readiness(client: &Client, ns: &str) -> Vec<(String, String)> {
 }
 
 /// The demo's namespaces: fixed names for `make demo` (kept while it runs).
-pub async fn named_namespaces(workload: &str, release: &str) -> Namespaces {
+pub async fn named_namespaces(workload: &str, release: &str, placement: &Placement) -> Namespaces {
     let client = cluster().await;
+    let annotations = placement.namespace_annotations();
     Namespaces {
-        workload: TestNamespace::named(&client, workload).await,
-        release: TestNamespace::named(&client, release).await,
+        workload: TestNamespace::named(&client, workload, annotations.clone()).await,
+        release: TestNamespace::named(&client, release, annotations).await,
     }
 }
 
 /// Throwaway namespaces, for the test.
-pub async fn test_namespaces(client: &Client) -> Namespaces {
+pub async fn test_namespaces(client: &Client, placement: &Placement) -> Namespaces {
+    let annotations = placement.namespace_annotations();
     Namespaces {
-        workload: TestNamespace::create(client, "demo").await,
-        release: TestNamespace::create(client, "kontrakt-op").await,
+        workload: TestNamespace::create_annotated(client, "demo", annotations.clone()).await,
+        release: TestNamespace::create_annotated(client, "kontrakt-op", annotations).await,
     }
 }
 

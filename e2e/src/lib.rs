@@ -151,13 +151,18 @@ impl TestNamespace {
     /// `name` itself, created (or, if it exists, labelled) with server-side
     /// apply: for `make demo`, whose namespaces keep their names across runs.
     /// Deleted when dropped, like any other.
-    pub async fn named(client: &Client, name: &str) -> Self {
+    pub async fn named(
+        client: &Client,
+        name: &str,
+        annotations: std::collections::BTreeMap<String, String>,
+    ) -> Self {
         let ns = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {
                 "name": name,
                 "labels": { POD_SECURITY_ENFORCE.0: POD_SECURITY_ENFORCE.1 },
+                "annotations": annotations,
             },
         });
         Api::<Namespace>::all(client.clone())

@@ -285,6 +285,19 @@ impl OperatorPod {
             .sum()
     }
 
+    /// `http://<pod IP>:<port>/metrics` of the operator pod (the host reaches pods on the
+    /// node's bridge), if it runs.
+    pub fn metrics_url(&self) -> Option<String> {
+        let out = Command::new("kubectl")
+            .args(["-n", &self.namespace, "get", "pods", "-o"])
+            .arg("jsonpath={.items[0].status.podIP} {.items[0].spec.containers[0].ports[0].containerPort}")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (ip, port) = text.trim().split_once(' ')?;
+        Some(format!("http://{ip}:{port}/metrics"))
+    }
+
     pub fn log_tail(&self, n: usize) -> String {
         let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();

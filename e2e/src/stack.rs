@@ -39,6 +39,35 @@ pub async fn binaries() -> Binaries {
     .expect("cargo build")
 }
 
+/// Where a stack's pods run.
+pub enum Placement {
+    /// On kwok's fake nodes, the pod runner playing the kubelet with these binaries
+    /// (the operator a local process).
+    PodRunner(Binaries),
+    /// As real containers of kontrakt's images on the real node (the operator too).
+    RealNode(RealNode),
+}
+
+impl Placement {
+    /// The address where servers the pods must reach (a chain, a device) listen: the
+    /// host's loopback for the pod runner's processes, the node's bridge address for
+    /// containers (they cannot reach the host's loopback).
+    pub fn host(&self) -> std::net::IpAddr {
+        match self {
+            Placement::PodRunner(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            Placement::RealNode(node) => node.address,
+        }
+    }
+
+    /// The annotations a namespace needs for its pods to be placed so.
+    pub fn namespace_annotations(&self) -> std::collections::BTreeMap<String, String> {
+        match self {
+            Placement::PodRunner(_) => Default::default(),
+            Placement::RealNode(node) => node.namespace_annotations(),
+        }
+    }
+}
+
 /// How a stack runs the operator.
 pub enum Operator {
     /// The binary as a local process with the chart's environment and token (fake nodes).
@@ -67,6 +96,25 @@ impl Operator {
         match self {
             Operator::Process(p) => p.log_tail(n),
             Operator::Pod(p) => p.log_tail(n),
+        }
+    }
+
+    /// Where its `/metrics` are served (for the demo's summary).
+    pub async fn metrics_url(&self) -> String {
+        match self {
+            Operator::Process(p) => format!("http://{}/metrics", p.listen),
+            Operator::Pod(p) => p.metrics_url().unwrap_or_default(),
+        }
+    }
+
+    /// Where to read its log (for the demo's summary).
+    pub fn log_hint(&self) -> String {
+        match self {
+            Operator::Process(p) => p.log.display().to_string(),
+            Operator::Pod(p) => format!(
+                "kubectl -n {} logs deployment/{}",
+                p.namespace, p.deployment
+            ),
         }
     }
 
@@ -134,6 +182,21 @@ impl Stack {
         }
     }
 
+    /// The chart and the operator in `ns`/`release_ns`, the pods where `placement` says.
+    pub async fn start_placed(
+        ns: TestNamespace,
+        release_ns: TestNamespace,
+        sets: &[(&str, &str)],
+        placement: &Placement,
+    ) -> Stack {
+        match placement {
+            Placement::PodRunner(binaries) => Self::start_in(ns, release_ns, sets, binaries).await,
+            Placement::RealNode(node) => {
+                Self::start_on_real_node_in(ns, release_ns, sets, node).await
+            }
+        }
+    }
+
     /// Like [`Stack::start`], but everything runs on `node` as real containers
     /// of the imported images: the chart's operator Deployment (in an annotated
     /// release namespace, reaching the apiserver through the node's relay) and
@@ -143,12 +206,23 @@ impl Stack {
         let client = cluster().await;
         let ns =
             TestNamespace::create_annotated(&client, prefix, node.namespace_annotations()).await;
-        let api = OperatorPod::chart_values(node);
-        let mut all: Vec<(&str, &str)> = api.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        all.extend_from_slice(sets);
         let release_ns =
             TestNamespace::create_annotated(&client, "kontrakt-op", node.namespace_annotations())
                 .await;
+        Self::start_on_real_node_in(ns, release_ns, sets, node).await
+    }
+
+    /// The same in given namespaces (annotated with [`RealNode::namespace_annotations`]).
+    pub async fn start_on_real_node_in(
+        ns: TestNamespace,
+        release_ns: TestNamespace,
+        sets: &[(&str, &str)],
+        node: &RealNode,
+    ) -> Stack {
+        let client = cluster().await;
+        let api = OperatorPod::chart_values(node);
+        let mut all: Vec<(&str, &str)> = api.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(sets);
         let release = Release::install(&client, release_ns, ns.name(), &all).await;
         let operator =
             OperatorPod::wait_available(&client, &release, Duration::from_secs(120)).await;

@@ -2,12 +2,15 @@
 //! here in throwaway namespaces on free ports, must end where the demo
 //! promises — all three kinds Ready, the oracle's answer on chain, a verified
 //! purchase — each checked by a read of its own, not by the scenario's report alone.
+//! Both ways it runs: on kwok's fake nodes (`make demo`) and as real containers on
+//! the real node (`make demo REAL_NODE=1`).
 
 use alloy::providers::ProviderBuilder;
 use kontrakt_e2e::{
     cluster,
     demo::{self, Demo, Ports, SHIPMENT_COST},
-    stack::binaries,
+    real_node::RealNode,
+    stack::{Placement, binaries},
 };
 
 mod market {
@@ -21,10 +24,18 @@ mod market {
 
 #[tokio::test]
 async fn the_demo_ends_with_every_kind_ready_the_oracle_answered_and_a_verified_purchase() {
-    let binaries = binaries().await;
+    demo_ends_where_it_promises(Placement::PodRunner(binaries().await)).await;
+}
+
+#[tokio::test]
+async fn the_demo_on_the_real_node_ends_the_same() {
+    demo_ends_where_it_promises(Placement::RealNode(RealNode::get())).await;
+}
+
+async fn demo_ends_where_it_promises(placement: Placement) {
     let client = cluster().await;
-    let namespaces = demo::test_namespaces(&client).await;
-    let demo = Demo::run(namespaces, Ports::free(), &binaries).await;
+    let namespaces = demo::test_namespaces(&client, &placement).await;
+    let demo = Demo::run(namespaces, Ports::free(placement.host()), &placement).await;
     let r = &demo.report;
 
     // Every kind Ready, read from the API.

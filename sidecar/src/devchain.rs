@@ -95,6 +95,15 @@ impl Anvil {
         Self::spawn(std::net::Ipv4Addr::LOCALHOST.into(), port, extra)
     }
 
+    /// Starts anvil on `host:port` (e.g. a real node's bridge address, where pods reach it).
+    pub fn start_on_host(
+        host: std::net::IpAddr,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<Self, String> {
+        Self::spawn(host, port, extra)
+    }
+
     fn spawn(host: std::net::IpAddr, port: u16, extra: &[&str]) -> Result<Self, String> {
         let bin = anvil_binary()?;
         let child = Command::new(&bin)

@@ -3,12 +3,15 @@
 //! (default `kontrakt-demo`), writes what it did to `<state>/report.json`,
 //! then keeps everything running — anvil, the devices, the operator, the pod
 //! runner — until SIGTERM or SIGINT (`make demo-down`), when it stops it all.
+//! With `KONTRAKT_REAL_NODE=1` the pods (and the operator) run as real containers
+//! on the cluster's real node instead (`make demo REAL_NODE=1`).
 //!
 //! Usage: `kontrakt-demo <state dir>`; needs `KUBECONFIG` (the local control plane).
 
 use kontrakt_e2e::{
     demo::{BUYER_KEY, Demo, Ports, Report, named_namespaces},
-    stack::binaries,
+    real_node::RealNode,
+    stack::{Placement, binaries},
 };
 use std::{
     io::Write,
@@ -31,12 +34,18 @@ async fn main() {
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
 
     let binaries = binaries().await;
-    let namespaces = named_namespaces(&namespace, RELEASE_NAMESPACE).await;
-    let demo = Demo::run(namespaces, Ports::SAMPLES, &binaries).await;
+    let sidecar = binaries.sidecar.clone();
+    let placement = if std::env::var("KONTRAKT_REAL_NODE").as_deref() == Ok("1") {
+        Placement::RealNode(RealNode::get())
+    } else {
+        Placement::PodRunner(binaries)
+    };
+    let namespaces = named_namespaces(&namespace, RELEASE_NAMESPACE, &placement).await;
+    let demo = Demo::run(namespaces, Ports::SAMPLES, &placement).await;
     // The buyer's key (anvil's account 4: public test material) for trying `buy` by hand.
     let key_file = state.join("buyer.key");
     write_private(&key_file, BUYER_KEY);
-    let summary = summary(&demo.report, &binaries.sidecar, &key_file);
+    let summary = summary(&demo.report, &sidecar, &key_file);
     std::fs::write(state.join("summary.txt"), summary)
         .unwrap_or_else(|e| panic!("{}: {e}", state.display()));
     // Last: its presence tells `e2e/demo.sh` that the demo is up.
@@ -87,13 +96,14 @@ Try next:
   kubectl -n {ns} describe scs shipping
   kubectl -n {ns} get dstream pump-telemetry -o yaml
   kubectl -n {ns} get events --sort-by=.lastTimestamp
-  {sidecar} buy --rpc-url http://127.0.0.1:8545 --chain-id 31337 \\
+  {sidecar} buy --rpc-url {chain} --chain-id 31337 \\
       --key-file {key} --registry {registry} \\
       fetch --stream-id {stream} --publisher {publisher}
   curl -s {metrics} | grep ^kontrakt_
   operator log: {log}
 Stop everything with: make demo-down
 ",
+        chain = r.chain_url,
         contract = r.contract,
         database = r.database,
         registry = r.registry,

@@ -264,6 +264,18 @@ async fn reconcile_service(
                 .await?
         }
     };
+    // A cached Deployment not (yet) available is read again from the apiserver before it
+    // is reported: a watch cache can lag (seen in CI: a service left SidecarNotAvailable
+    // for minutes while its Deployment was available), and only passes of services that
+    // are not Ready pay for the GET, so the periodic pass always ends on the truth.
+    let deployment = match deployment {
+        Some(d) if owned.is_some() && !fully_available(&d) => {
+            Api::<Deployment>::namespaced(client.clone(), &namespace)
+                .get_opt(&plan.name)
+                .await?
+        }
+        d => d,
+    };
     let chain = status::observe_chain(&plan, &ctx.chains, ctx.settings.chain_timeout).await;
     let mut outcome = status::compute(scs, &plan, deployment.as_ref(), &chain);
     if !outcome.ready && scs.spec.replicas > 0 {
@@ -299,6 +311,17 @@ async fn reconcile_service(
             scs.metadata.generation.unwrap_or_default(),
         ))
     })
+}
+
+/// Every wanted replica of `d` is available.
+fn fully_available(d: &Deployment) -> bool {
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let available = d
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    available >= wanted
 }
 
 async fn report_invalid(

@@ -403,6 +403,18 @@ impl Stack {
             })),
             Err(e) => lines.push(format!("Pods: cannot list: {e}")),
         }
+        // Whether the operator's passes ran at all while the wait lasted.
+        if let Operator::Process(p) = &self.operator {
+            for name in [
+                r#"kontrakt_reconciles_total{kind="SmartContractService"}"#,
+                r#"kontrakt_reconcile_duration_seconds_count{kind="SmartContractService"}"#,
+            ] {
+                lines.push(format!(
+                    "operator metric {name} = {:?}",
+                    p.metric(name).await
+                ));
+            }
+        }
         lines.join("\n")
     }
 

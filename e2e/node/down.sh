@@ -29,6 +29,8 @@ if [ -n "$kubelet_pid" ] && kill -0 "$kubelet_pid" 2>/dev/null && kubectl get --
   kubectl delete pods -A --field-selector "spec.nodeName=$node_name" --grace-period=5 --wait --timeout=60s >/dev/null 2>&1
 fi
 stop $kubelet_pid $(pidof_file "$dir/apiserver-relay.pid")
+# The relay forks one child per connection (a pod's watch can stay open): those go too.
+stop $(pgrep -f -- "TCP-LISTEN:$api_port,bind=$address," || true)
 
 # 2. Containers the kubelet did not stop, then containerd, then any shim of ours.
 if [ -S "$sock" ]; then

@@ -27,7 +27,10 @@ for ipt in iptables ip6tables; do
   chains=$("$ipt-save" 2>/dev/null | grep -o '^:KUBE-[A-Z-]*' | sort -u | tr '\n' ' ')
   [ -z "$chains" ] || add "$ipt chains: $chains"
 done
-if [ -s "$dir/sysctl.before" ]; then
+others=$(other_nodes)
+if [ -n "$others" ]; then
+  echo "kernel settings not compared: another real node still runs ($others)" >&2
+elif [ -s "$dir/sysctl.before" ]; then
   while IFS== read -r key value; do
     now=$(sysctl -n "$key")
     [ "$now" = "$value" ] || add "sysctl $key=$now (was $value)"

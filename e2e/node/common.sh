@@ -32,3 +32,9 @@ cgroup_hierarchies() {
     [ -e "$h/cgroup.procs" ] && echo "$h"
   done
 }
+# The state dirs of the other real nodes whose kubelet runs on this host (another
+# cluster, another clone): the kernel settings are the host's, shared by all of them.
+other_nodes() {
+  pgrep -a kubelet 2>/dev/null | grep -o -- '--config=[^ ]*/kubelet/config.yaml' |
+    sed -e 's|^--config=||' -e 's|/kubelet/config.yaml$||' | grep -vxF "$dir" || true
+}

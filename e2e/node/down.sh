@@ -71,8 +71,9 @@ if ! pgrep -x kubelet >/dev/null; then
   rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet 2>/dev/null
 fi
 
-# 7. Kernel settings back as they were before the kubelet started.
-if [ -s "$dir/sysctl.before" ]; then
+# 7. Kernel settings back as they were before the kubelet started — by the last
+# real node to go (another one's kubelet still needs them; it restores the same record).
+if [ -s "$dir/sysctl.before" ] && [ -z "$(other_nodes)" ]; then
   while IFS== read -r key value; do sysctl -qw "$key=$value"; done < "$dir/sysctl.before"
 fi
 

@@ -34,9 +34,16 @@ mkdir -p "$dir"/{containerd,cni/net.d,cni/ipam,kubelet/root,kubelet/pki,kubelet/
 t0=$(date +%s.%N)
 
 # Host settings before the kubelet changes them. A kubelet.pid means a previous
-# run was never torn down: its record holds the values from before that run.
+# run was never torn down: its record holds the values from before that run. While
+# another real node runs, its kubelet has changed them already: its record holds the
+# host's values.
 if [ ! -f "$dir/kubelet.pid" ] || [ ! -s "$dir/sysctl.before" ]; then
-  for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done > "$dir/sysctl.before"
+  other=$(other_nodes | head -1)
+  if [ -n "$other" ] && [ -s "$other/sysctl.before" ]; then
+    cp "$other/sysctl.before" "$dir/sysctl.before"
+  else
+    for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done > "$dir/sysctl.before"
+  fi
 fi
 
 # 1. the bridge (the CNI bridge plugin finds it and adds the pods' veths)

@@ -357,7 +357,7 @@ impl Demo {
                 .map(|p| p.url)
                 .unwrap_or_default(),
             publisher_url,
-            operator_metrics: stack.operator.metrics_url().await,
+            operator_metrics: stack.operator.metrics_url(),
             operator_log: stack.operator.log_hint(),
         };
         Demo {

@@ -100,7 +100,7 @@ impl Operator {
     }
 
     /// Where its `/metrics` are served (for the demo's summary).
-    pub async fn metrics_url(&self) -> String {
+    pub fn metrics_url(&self) -> String {
         match self {
             Operator::Process(p) => format!("http://{}/metrics", p.listen),
             Operator::Pod(p) => p.metrics_url().unwrap_or_default(),
